@@ -1,0 +1,175 @@
+// Taking and giving back one lease in one pool, against a store, with retries. The order of the writes
+// is what keeps two pools that share addresses (overlapping ranges, same network_name) from handing out
+// the same one:
+//   ADD: reservation first (create-if-absent), then the pool by compare-and-swap. A lost swap deletes
+//        the reservation again. A reservation without a lease (a crash in between) only blocks an
+//        address until GC clears it; a lease never exists without a reservation, and a lease whose
+//        reservation turns out to be another pod's after the swap is withdrawn before it is returned.
+//   DEL: the pool first, then the reservation (only if it is still this pod's).
+import { Code, CniError } from '../lib/cni/errors.ts';
+import { log } from '../lib/log.ts';
+import { applyChange, emptyPool, isEmptyChange, planAssign, planRelease, type Claimant } from './allocator.ts';
+import { reservationName } from './names.ts';
+import { addressAt, spanOf, type IpRange } from './ranges.ts';
+import { CONFLICT, withRetries } from './retry.ts';
+import type { Allocation, IpamStore, PoolRecord, Reservation } from './store/types.ts';
+
+/** Plugin-specific CNI error code (the spec leaves 100+ to plugins): no free address in a range. */
+export const POOL_EXHAUSTED = 100;
+
+/** One pool as a config sees it: the store's record name, the range rules, the reservation scope. */
+export interface PoolTarget {
+  name: string;
+  range: IpRange;
+  networkName: string;
+  overlapping: boolean;
+}
+
+export interface Lease {
+  offset: bigint;
+  /** True when the pod already held it (idempotent ADD): a failed ADD must not release it. */
+  existing: boolean;
+}
+
+type Holder = Pick<Claimant, 'podref' | 'ifname'>;
+
+const holds = (reservation: Reservation, who: Holder): boolean =>
+  reservation.podref === who.podref && (reservation.ifname === undefined || reservation.ifname === who.ifname);
+
+const reservationOf = (target: PoolTarget, offset: bigint): string =>
+  reservationName(target.networkName, target.range.family, target.range.network + offset);
+
+async function readPool(store: IpamStore, target: PoolTarget): Promise<{ pool: PoolRecord; version: string | undefined }> {
+  const snapshot = await store.readPool(target.name);
+  if (!snapshot) return { pool: emptyPool(target.range), version: undefined };
+  if (snapshot.value.range !== target.range.cidr) {
+    throw new CniError(Code.IoFailure, `pool ${target.name} in the ${store.description} holds range ${snapshot.value.range}, not ${target.range.cidr}`);
+  }
+  return { pool: snapshot.value, version: snapshot.version };
+}
+
+/** A reservation of ours older than this is renewed when reused, so GC cannot take it for an orphan. */
+const RENEW_AFTER_MS = 60_000;
+
+/** Creates the reservation, or finds it already this pod's ('ours') or another's ('taken'). */
+async function claim(store: IpamStore, name: string, who: Claimant, now: string): Promise<'created' | 'ours' | 'taken'> {
+  const mine: Reservation = { containerid: who.id, podref: who.podref, ifname: who.ifname, since: now };
+  for (let i = 0; i < 8; i++) {
+    if (await store.createReservation(name, mine)) return 'created';
+    const found = await store.readReservation(name);
+    if (!found) continue; // it vanished between the two calls: create it again
+    if (!holds(found.value, who)) return 'taken';
+    // Left by an earlier attempt of this pod. An old one is replaced by a fresh one (a new version),
+    // so that a GC that judged it an orphan before our pool write cannot delete it after.
+    const age = Date.parse(now) - Date.parse(found.value.since ?? '');
+    if (Number.isFinite(age) && age <= RENEW_AFTER_MS) return 'ours';
+    await store.deleteReservation(name, found.version);
+  }
+  return 'taken';
+}
+
+/** Deletes the reservation if it is still `who`'s; leaves another pod's alone. */
+async function unclaim(store: IpamStore, name: string, who: Holder, deadline: number): Promise<void> {
+  await withRetries(`ipam: reservation ${name}`, deadline, async () => {
+    const found = await store.readReservation(name);
+    if (!found || !holds(found.value, who)) return undefined;
+    return (await store.deleteReservation(name, found.version)) ? undefined : CONFLICT;
+  });
+}
+
+function exhausted(target: PoolTarget, reservedElsewhere: number): CniError {
+  const { range } = target;
+  const elsewhere = reservedElsewhere > 0 ? `, ${reservedElsewhere} of them reserved by overlapping ranges` : '';
+  return new CniError(
+    POOL_EXHAUSTED,
+    `pool exhausted: ${range.field}.range = ${JSON.stringify(range.source)} has no free address: all ${range.size} allocatable addresses in ${spanOf(range)} are leased${elsewhere}`,
+  );
+}
+
+/** ADD for one range: the pod's existing lease or the lowest free address. */
+export async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease> {
+  const skip = new Set<string>();
+  return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+    const now = new Date().toISOString();
+    const { pool: stored, version } = await readPool(store, target);
+    let pool = stored;
+    let plan = planAssign(pool, target.range, who, now, skip);
+    let created = false;
+    for (;;) {
+      if (plan.kind === 'exhausted') throw exhausted(target, skip.size);
+      if (!target.overlapping) break;
+      const key = plan.offset.toString();
+      const outcome = await claim(store, reservationOf(target, plan.offset), who, now);
+      if (outcome !== 'taken') {
+        created = outcome === 'created';
+        break;
+      }
+      if (plan.kind === 'existing') {
+        // Our lease, another pod's reservation: the address is in use twice. Give ours up for a new one.
+        log.warn(`pool ${target.name}: ${addressAt(target.range, plan.offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
+        pool = applyChange(pool, { set: [], remove: [key] });
+      }
+      skip.add(key);
+      plan = planAssign(pool, target.range, who, now, skip);
+    }
+    const dirty = pool !== stored || !isEmptyChange(plan.change);
+    if (dirty && !(await store.writePool(target.name, applyChange(pool, plan.change), version))) {
+      if (created) await unclaim(store, reservationOf(target, plan.offset), who, deadline);
+      return CONFLICT;
+    }
+    if (target.overlapping && plan.kind === 'new' && !(await stillOurs(store, reservationOf(target, plan.offset), who, now))) {
+      // GC took our reservation for an orphan and another pool claimed the address meanwhile: withdraw.
+      await releaseKeys(store, target, [plan.offset.toString()], who, deadline);
+      skip.add(plan.offset.toString());
+      return CONFLICT;
+    }
+    return { offset: plan.offset, existing: plan.kind === 'existing' };
+  });
+}
+
+/** After the swap: is the reservation still this pod's? (Re-created if GC removed it meanwhile.) */
+async function stillOurs(store: IpamStore, name: string, who: Claimant, now: string): Promise<boolean> {
+  const found = await store.readReservation(name);
+  if (found) return holds(found.value, who);
+  return (await claim(store, name, who, now)) !== 'taken';
+}
+
+/** Removes exactly `keys` from the pool if they still belong to `who`'s container (rollback). */
+async function releaseKeys(store: IpamStore, target: PoolTarget, keys: string[], who: Claimant, deadline: number): Promise<void> {
+  await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+    const snapshot = await store.readPool(target.name);
+    if (!snapshot) return undefined;
+    const remove = keys.filter((key) => snapshot.value.allocations[key]?.id === who.id);
+    if (remove.length === 0) return undefined;
+    return (await store.writePool(target.name, applyChange(snapshot.value, { set: [], remove }), snapshot.version)) ? undefined : CONFLICT;
+  });
+}
+
+/** Undoes a new lease of a failed ADD; an existing lease (the pod had it before) stays. */
+export async function rollback(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void> {
+  if (lease.existing) return;
+  await releaseKeys(store, target, [lease.offset.toString()], who, deadline);
+  if (target.overlapping) await unclaim(store, reservationOf(target, lease.offset), who, deadline);
+}
+
+/** DEL for one range. Returns the released leases; none is not an error. */
+export async function release(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
+  const released = await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+    const snapshot = await store.readPool(target.name);
+    if (!snapshot) return [];
+    const change = planRelease(snapshot.value, who);
+    if (change.remove.length === 0) return [];
+    if (!(await store.writePool(target.name, applyChange(snapshot.value, change), snapshot.version))) return CONFLICT;
+    return change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.value.allocations[key]!]);
+  });
+  await dropReservations(store, target, released, deadline);
+  return released;
+}
+
+/** After leases left a pool: their reservations go too, where they are still the same pod's. */
+export async function dropReservations(store: IpamStore, target: PoolTarget, released: Array<[bigint, Allocation]>, deadline: number): Promise<void> {
+  if (!target.overlapping) return;
+  for (const [offset, allocation] of released) {
+    await unclaim(store, reservationOf(target, offset), { podref: allocation.podref, ifname: allocation.ifname ?? '' }, deadline);
+  }
+}

@@ -1,0 +1,175 @@
+// The IPAM plugin's verbs, each a short story on top of config, lease and reconcile. It runs as its own
+// executable (`whereabouts`, `underlay-ipam`) or in-process when macvlan or sriov delegate to it.
+import { Code, CniError } from '../lib/cni/errors.ts';
+import { parseCniArgs } from '../lib/cni/env.ts';
+import { parseResult, type IpConfig, type Result } from '../lib/cni/result.ts';
+import type { Invocation, Plugin } from '../lib/cni/skel.ts';
+import { log } from '../lib/log.ts';
+import { formatAddr, parseCidr } from './addr.ts';
+import { emptyPool, findByContainer, lowestFree, type Claimant } from './allocator.ts';
+import { loadIpamConfig, type IpamConfig } from './config.ts';
+import { acquire, release, rollback, type Lease, type PoolTarget } from './lease.ts';
+import { poolName } from './names.ts';
+import { cidrAt } from './ranges.ts';
+import { collectGarbage } from './reconcile.ts';
+import { operationDeadline } from './retry.ts';
+import { IPAM_ARGS } from './static.ts';
+import { openStore } from './store/open.ts';
+import type { IpamStore } from './store/types.ts';
+
+/** One pool per range; two ranges of one config may not share a pool (one lease per pod and interface). */
+export function targetsOf(config: IpamConfig): PoolTarget[] {
+  const byName = new Map<string, string>();
+  return config.ranges.map((range) => {
+    const name = poolName(config.networkName, range.cidr);
+    const earlier = byName.get(name);
+    if (earlier !== undefined) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `invalid network config: ${range.field}.range and ${earlier}.range are both in ${range.cidr}: a pod gets one address per pool and interface; use one range entry, or a network_name per network`,
+      );
+    }
+    byName.set(name, range.field);
+    return { name, range, networkName: config.networkName, overlapping: config.overlapping };
+  });
+}
+
+/** The pod from CNI_ARGS; without one (podman, plain containerd) the container ID stands for it. */
+export function claimantOf(inv: Pick<Invocation, 'env' | 'conf'>): Claimant {
+  const args = parseCniArgs(inv.env.args, IPAM_ARGS);
+  const namespace = args.K8S_POD_NAMESPACE ?? '';
+  const name = args.K8S_POD_NAME ?? '';
+  const podref = namespace && name ? `${namespace}/${name}` : inv.env.containerId;
+  return { id: inv.env.containerId, podref, ifname: inv.env.ifName, network: inv.conf.name };
+}
+
+const normalCidr = (text: string): string | undefined => {
+  const cidr = parseCidr(text);
+  return cidr && `${formatAddr(cidr.family, cidr.addr)}/${cidr.prefix}`;
+};
+
+function resultOf(config: IpamConfig, leases: ReadonlyArray<[PoolTarget, Lease]>): Result {
+  const gateway = config.gateway;
+  const ips: IpConfig[] = leases.map(([target, lease]) => {
+    const address = cidrAt(target.range, lease.offset);
+    // whereabouts gives its one gateway to every address; only one of the same family makes sense.
+    return gateway && gateway.family === target.range.family ? { address, gateway: formatAddr(gateway.family, gateway.value) } : { address };
+  });
+  for (const a of config.addresses) ips.push(a.gateway ? { address: a.address, gateway: a.gateway } : { address: a.address });
+  const result: Result = { ips, routes: config.routes };
+  if (config.dns) result.dns = config.dns;
+  return result;
+}
+
+/** Config errors a DEL or GC tolerates: such a config could never have leased anything here. */
+const NOTHING_LEASED: ReadonlyArray<number> = [Code.IncompatibleVersion, Code.UnsupportedField, Code.InvalidEnvironment, Code.InvalidConfig];
+
+function openTolerant(inv: Invocation, verb: string): { config: IpamConfig; store: IpamStore } | undefined {
+  try {
+    const config = loadIpamConfig(inv);
+    return { config, store: openStore(config) };
+  } catch (err) {
+    if (!(err instanceof CniError) || !NOTHING_LEASED.includes(err.code)) throw err;
+    log.warn(`${verb}: nothing to release: ${err.message}`);
+    return undefined;
+  }
+}
+
+async function add(inv: Invocation): Promise<Result> {
+  const config = loadIpamConfig(inv);
+  const store = openStore(config);
+  const who = claimantOf(inv);
+  const deadline = operationDeadline();
+  const leases: Array<[PoolTarget, Lease]> = [];
+  try {
+    for (const target of targetsOf(config)) leases.push([target, await acquire(store, target, who, deadline)]);
+  } catch (err) {
+    // A failed ADD keeps nothing: the leases taken for earlier ranges go back.
+    for (const [target, lease] of leases.reverse()) {
+      try {
+        await rollback(store, target, lease, who, operationDeadline());
+      } catch (undo) {
+        log.warn(`ADD failed and its lease in pool ${target.name} could not be returned: ${undo instanceof Error ? undo.message : String(undo)}`);
+      }
+    }
+    throw err;
+  }
+  return resultOf(config, leases);
+}
+
+async function del(inv: Invocation): Promise<void> {
+  const opened = openTolerant(inv, 'DEL');
+  if (!opened) return;
+  const who = claimantOf(inv);
+  const deadline = operationDeadline();
+  for (const target of targetsOf(opened.config)) {
+    const released = await release(opened.store, target, who, deadline);
+    if (released.length === 0) log.debug(`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
+  }
+}
+
+async function check(inv: Invocation): Promise<void> {
+  const config = loadIpamConfig(inv);
+  const store = openStore(config);
+  if (inv.conf.prevResult === undefined) throw new CniError(Code.InvalidConfig, 'invalid network config: prevResult is missing: CHECK compares the leases with it');
+  const previous = parseResult(inv.conf.prevResult, inv.cniVersion, 'prevResult');
+  const listed = new Set((previous.ips ?? []).map((ip) => normalCidr(ip.address)));
+  const { id, ifname } = claimantOf(inv);
+  for (const target of targetsOf(config)) {
+    const snapshot = await store.readPool(target.name);
+    const key = snapshot && findByContainer(snapshot.value, id, ifname);
+    if (key === undefined || key === null) {
+      throw new CniError(Code.UnknownContainer, `CHECK: container ${id} interface ${ifname} holds no lease in pool ${target.name} (${target.range.field}.range ${JSON.stringify(target.range.source)})`);
+    }
+    const address = cidrAt(target.range, BigInt(key));
+    if (!listed.has(address)) throw new CniError(Code.Internal, `CHECK: lease ${address} in pool ${target.name} is not among prevResult.ips`);
+  }
+  for (const a of config.addresses) {
+    if (!listed.has(normalCidr(a.address))) throw new CniError(Code.Internal, `CHECK: static address ${a.address} is not among prevResult.ips`);
+  }
+}
+
+async function gc(inv: Invocation): Promise<void> {
+  const valid = inv.conf['cni.dev/valid-attachments'];
+  if (valid === undefined) {
+    // Read as "no attachment is valid" it would release every lease of the network: refuse instead.
+    throw new CniError(Code.InvalidConfig, 'invalid network config: cni.dev/valid-attachments is missing: GC needs the list of attachments to keep');
+  }
+  const opened = openTolerant(inv, 'GC');
+  if (!opened) return;
+  const outcome = await collectGarbage(opened.store, targetsOf(opened.config), opened.config.network, valid, operationDeadline());
+  log.info(`GC: released ${outcome.released} leases, removed ${outcome.orphansRemoved} orphaned reservations`);
+}
+
+async function status(inv: Invocation): Promise<void> {
+  const config = loadIpamConfig(inv);
+  let store: IpamStore;
+  try {
+    store = openStore(config);
+    await store.ping();
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new CniError(Code.NotAvailable, `ipam: the store is not usable: ${why}`);
+  }
+  for (const target of targetsOf(config)) {
+    let free: bigint | undefined;
+    try {
+      const snapshot = await store.readPool(target.name);
+      free = lowestFree(snapshot?.value ?? emptyPool(target.range), target.range);
+    } catch (err) {
+      throw new CniError(Code.NotAvailable, `ipam: cannot read pool ${target.name} from the ${store.description}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (free === undefined) {
+      throw new CniError(Code.NotAvailable, `pool exhausted: ${target.range.field}.range = ${JSON.stringify(target.range.source)} has no free address (pool ${target.name})`);
+    }
+  }
+}
+
+export const ipamPlugin: Plugin = {
+  about: 'Underlay IPAM: whereabouts-compatible cluster IP address management (file store built in)',
+  add,
+  del,
+  check,
+  gc,
+  status,
+};

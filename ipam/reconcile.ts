@@ -1,0 +1,96 @@
+// GC: release this network's leases that no live attachment holds, then repair what crashes can leave
+// behind: reservations whose address no pool of the network leases (an ADD killed between its
+// reservation and its pool write, a DEL killed between its pool write and its reservation delete).
+// Such an orphan only blocks an address, it never causes a duplicate, so repair can be cautious: it
+// spares young orphans, which may belong to an ADD still in flight.
+import { log } from '../lib/log.ts';
+import { applyChange, planCollect } from './allocator.ts';
+import { dropReservations, type PoolTarget } from './lease.ts';
+import { poolName, reservationAddress } from './names.ts';
+import { offsetOf } from './ranges.ts';
+import { parseCidr } from './addr.ts';
+import { CONFLICT, withRetries } from './retry.ts';
+import type { Allocation, IpamStore, PoolRecord } from './store/types.ts';
+
+/** Orphaned reservations younger than this are left alone; far longer than any ADD may take. */
+export const ORPHAN_GRACE_MS = 10 * 60_000;
+
+export interface GcOutcome {
+  released: number;
+  orphansRemoved: number;
+}
+
+/** Releases the leases of `network` not in `valid`, pool by pool, then repairs orphaned reservations. */
+export async function collectGarbage(
+  store: IpamStore,
+  targets: ReadonlyArray<PoolTarget>,
+  network: string,
+  valid: ReadonlyArray<{ containerID: string; ifname: string }>,
+  deadline: number,
+  now = Date.now(),
+): Promise<GcOutcome> {
+  let released = 0;
+  const seen = new Set<string>();
+  for (const target of targets) {
+    if (seen.has(target.name)) continue;
+    seen.add(target.name);
+    const gone = await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+      const snapshot = await store.readPool(target.name);
+      if (!snapshot) return [];
+      const change = planCollect(snapshot.value, network, valid);
+      if (change.remove.length === 0) return [];
+      if (!(await store.writePool(target.name, applyChange(snapshot.value, change), snapshot.version))) return CONFLICT;
+      return change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.value.allocations[key]!]);
+    });
+    for (const [, allocation] of gone) log.info(`GC: released a lease of ${allocation.podref} (${allocation.id} ${allocation.ifname ?? ''}) in pool ${target.name}`);
+    await dropReservations(store, target, gone, deadline);
+    released += gone.length;
+  }
+  const orphansRemoved = targets.some((t) => t.overlapping) ? await removeOrphans(store, targets, deadline, now) : 0;
+  return { released, orphansRemoved };
+}
+
+/** Every pool of the network_name scope, not only this config's: an overlapping one may hold the lease. */
+async function poolsInScope(store: IpamStore, networkName: string): Promise<PoolRecord[]> {
+  const pools: PoolRecord[] = [];
+  for (const name of await store.listPools()) {
+    const snapshot = await store.readPool(name);
+    if (snapshot && poolName(networkName, snapshot.value.range) === name) pools.push(snapshot.value);
+  }
+  return pools;
+}
+
+function leasedTo(pools: ReadonlyArray<PoolRecord>, family: 4 | 6, value: bigint, podref: string): boolean {
+  return pools.some((pool) => {
+    const cidr = parseCidr(pool.range);
+    if (!cidr || cidr.family !== family) return false;
+    const offset = value - cidr.network;
+    return offset >= 0n && pool.allocations[offset.toString()]?.podref === podref;
+  });
+}
+
+async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget>, deadline: number, now: number): Promise<number> {
+  let removed = 0;
+  for (const networkName of new Set(targets.filter((t) => t.overlapping).map((t) => t.networkName))) {
+    const ranges = targets.filter((t) => t.networkName === networkName).map((t) => t.range);
+    // Pools are read before reservations are judged: a lease written after this read has a reservation
+    // younger than the grace period, which is spared.
+    const pools = await poolsInScope(store, networkName);
+    for (const name of await store.listReservations()) {
+      const addr = reservationAddress(networkName, name);
+      // Only addresses of this config's own ranges are judged.
+      if (!addr || !ranges.some((range) => offsetOf(range, addr) !== undefined)) continue;
+      const found = await store.readReservation(name);
+      if (!found) continue;
+      const since = found.value.since ? Date.parse(found.value.since) : Number.NaN;
+      if (Number.isFinite(since) && now - since < ORPHAN_GRACE_MS) continue;
+      if (leasedTo(pools, addr.family, addr.value, found.value.podref)) continue;
+      const deleted = await withRetries(`ipam: reservation ${name}`, deadline, async () => store.deleteReservation(name, found.version));
+      if (deleted) {
+        removed++;
+        log.info(`GC: removed reservation ${name} of ${found.value.podref}: no pool of the network leases that address`);
+      }
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,49 @@
+// `underlay` run under its own name: the operator's command line.
+import { runIpamCli } from '../ipam/cli.ts';
+import { SUPPORTED_VERSIONS } from './cni/version.ts';
+
+declare const UNDERLAY_VERSION: string;
+export const VERSION = typeof UNDERLAY_VERSION === 'string' ? UNDERLAY_VERSION : 'dev';
+
+const HELP = `Underlay ${VERSION}: CNI plugins that give pods interfaces on the physical network.
+
+This one executable is every plugin. A container runtime (containerd, podman, or Multus in
+Kubernetes) runs it through links named after the plugin type, found in /opt/cni/bin:
+
+  macvlan, underlay-macvlan    a macvlan link on a host interface (the reference plugin's config)
+  sriov, underlay-sriov        an SR-IOV virtual function (sriov-cni's config; not in this build yet)
+  whereabouts, underlay-ipam   cluster-wide IP addresses (whereabouts' config; file store by default)
+
+You do not normally run those by hand: the runtime calls them with CNI_COMMAND and a JSON config on
+stdin. Run as "underlay", it helps you look at what the plugins did:
+
+  underlay ipam ls [--json] [--dir DIR]      list address pools with used and free counts
+  underlay ipam show POOL [--json] [--dir DIR]
+                                             list the leases of one pool: address, pod, container
+  underlay version                           print the Underlay and CNI spec versions
+  underlay --help                            this text
+
+Leases of the file store live in /var/lib/cni/underlay/ipam unless the IPAM config sets
+file_store_dir. To install the plugins, run scripts/install.sh from the source tree.
+`;
+
+export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(HELP);
+      return 0;
+    case 'version':
+    case '--version':
+      process.stdout.write(`underlay ${VERSION}\nCNI spec versions: ${SUPPORTED_VERSIONS.join(', ')}\n`);
+      return 0;
+    case 'ipam':
+      return runIpamCli([...rest]);
+    default:
+      process.stderr.write(`underlay: unknown command "${command}". Run "underlay --help" to see what it can do.\n`);
+      return 2;
+  }
+}

@@ -1,0 +1,131 @@
+// Delegation to an IPAM plugin (spec §4): find `ipam.type` in CNI_PATH and exec it with our environment
+// and the whole stdin config. When the file found is this very executable and the type is one of our
+// own IPAMs, call it in-process instead: one Node start-up per ADD, not two.
+import { spawn } from 'node:child_process';
+import { accessSync, constants, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { Code, CniError, showValue } from './errors.ts';
+import type { Verb } from './env.ts';
+import { parseResult, type Result } from './result.ts';
+import type { Invocation, Plugin } from './skel.ts';
+import { log } from '../log.ts';
+
+const inProcess = new Map<string, Plugin>();
+
+export function registerInProcessIpam(types: ReadonlyArray<string>, plugin: Plugin): void {
+  for (const type of types) inProcess.set(type, plugin);
+}
+
+export function findInPath(type: string, path: ReadonlyArray<string>): string {
+  if (!type || type.includes('/')) throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: not a plugin name`);
+  for (const dir of path) {
+    const candidate = join(dir, type);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not in this directory; try the next one.
+    }
+  }
+  throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: no such plugin in CNI_PATH [${path.join(':')}]`);
+}
+
+function isThisExecutable(file: string): boolean {
+  try {
+    return realpathSync(file) === realpathSync(process.execPath);
+  } catch {
+    return false;
+  }
+}
+
+/** The in-process IPAM plugin for `file`, if calling it directly is equivalent to exec-ing it. */
+export function inProcessTarget(type: string, file: string): Plugin | undefined {
+  const plugin = inProcess.get(type);
+  return plugin && isThisExecutable(file) ? plugin : undefined;
+}
+
+interface ExecOutcome {
+  status: number;
+  stdout: string;
+}
+
+const TEXT_FILE_BUSY_RETRIES = 5;
+
+function execOnce(file: string, verb: Verb, stdin: string): Promise<ExecOutcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, [], { env: { ...process.env, CNI_COMMAND: verb }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    child.on('error', reject);
+    child.stdin.on('error', () => {
+      // A plugin that exits without reading stdin closes the pipe; its exit status tells the story.
+    });
+    child.on('close', (status) => resolve({ status: status ?? 1, stdout: Buffer.concat(chunks).toString('utf8') }));
+    child.stdin.end(stdin);
+  });
+}
+
+async function execPlugin(file: string, verb: Verb, stdin: string): Promise<ExecOutcome> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await execOnce(file, verb, stdin);
+    } catch (err) {
+      // A plugin binary being replaced on disk (an upgrade in progress) fails with ETXTBSY for a moment.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ETXTBSY' && attempt < TEXT_FILE_BUSY_RETRIES) {
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+        continue;
+      }
+      throw new CniError(Code.IoFailure, `cannot run IPAM plugin ${file}: ${(err as Error).message}`);
+    }
+  }
+}
+
+function pluginError(file: string, outcome: ExecOutcome): CniError {
+  try {
+    const parsed: unknown = JSON.parse(outcome.stdout);
+    if (parsed && typeof parsed === 'object' && 'code' in parsed && 'msg' in parsed) {
+      const { code, msg, details } = parsed as { code: unknown; msg: unknown; details?: unknown };
+      if (typeof code === 'number' && typeof msg === 'string') {
+        return new CniError(code, msg, typeof details === 'string' ? details : '');
+      }
+    }
+  } catch {
+    // Not the CNI error JSON; report what it printed.
+  }
+  const text = outcome.stdout.trim().slice(0, 200) || '(no output)';
+  return new CniError(Code.Internal, `IPAM plugin ${file} exited with status ${outcome.status}: ${text}`);
+}
+
+/** Runs `verb` on the configured IPAM. ADD returns its (abbreviated) result in the 1.1 shape. */
+export async function delegateIpam(verb: Exclude<Verb, 'VERSION'>, inv: Invocation): Promise<Result | undefined> {
+  const type = inv.conf.ipam?.type ?? '';
+  const file = findInPath(type, inv.env.path);
+  const local = inProcessTarget(type, file);
+  if (local) {
+    log.debug(`IPAM ${verb} in-process (${type})`);
+    const delegated: Invocation = { ...inv, verb, env: { ...inv.env, command: verb } };
+    switch (verb) {
+      case 'ADD': return local.add(delegated);
+      case 'DEL': return void (await local.del(delegated));
+      case 'CHECK': return void (await local.check(delegated));
+      case 'GC': return void (await local.gc(delegated));
+      case 'STATUS': return void (await local.status(delegated));
+    }
+  }
+  log.debug(`IPAM ${verb} by exec of ${file}`);
+  const outcome = await execPlugin(file, verb, inv.stdin);
+  if (outcome.status !== 0) throw pluginError(file, outcome);
+  if (verb !== 'ADD') return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(outcome.stdout);
+  } catch {
+    throw new CniError(Code.DecodingFailure, `IPAM plugin ${file} printed a result that is not JSON: ${showValue(outcome.stdout)}`);
+  }
+  const version = (raw as { cniVersion?: unknown }).cniVersion;
+  return parseResult(raw, typeof version === 'string' ? version : inv.cniVersion, `result of IPAM plugin ${type}`);
+}
+
+/** True when a config asks for IPAM at all: `ipam` absent or `{}` means an L2-only interface. */
+export const wantsIpam = (inv: Invocation): boolean => Boolean(inv.conf.ipam?.type);

@@ -1,0 +1,126 @@
+// The CNI protocol's main loop, once for every plugin: read the environment and stdin, gate the verb on
+// the config's version, call the plugin, and print either the result in the config's cniVersion or the
+// error JSON. Nothing else is ever written to stdout.
+import { readFileSync, statSync } from 'node:fs';
+import { decodeConfig, type NetConf } from './config.ts';
+import { asCniError, Code, CniError } from './errors.ts';
+import { parseEnv, parseVerb, type CmdArgs, type Verb } from './env.ts';
+import { encodeResult, type Result } from './result.ts';
+import { atLeast, CURRENT_VERSION, requireSupported, SUPPORTED_VERSIONS, versionInfo, type SpecVersion } from './version.ts';
+import { configureLog, debugEnabled, log } from '../log.ts';
+
+export interface Invocation {
+  verb: Verb;
+  env: CmdArgs;
+  conf: NetConf;
+  /** The decoded stdin object: each plugin parses its own fields out of it. */
+  raw: Record<string, unknown>;
+  /** stdin exactly as received, handed unchanged to a delegated plugin. */
+  stdin: string;
+  cniVersion: SpecVersion;
+}
+
+export interface Plugin {
+  about: string;
+  add(inv: Invocation): Promise<Result>;
+  del(inv: Invocation): Promise<void>;
+  check(inv: Invocation): Promise<void>;
+  gc(inv: Invocation): Promise<void>;
+  status(inv: Invocation): Promise<void>;
+}
+
+export interface Io {
+  env: NodeJS.ProcessEnv;
+  readStdin(): string;
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const MIN_VERSION: Partial<Record<Verb, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
+
+/** Same inode as our own netns: a runtime bug that would configure the host itself (skel's code 8). */
+function refuseOwnNetns(netns: string, env: NodeJS.ProcessEnv): void {
+  if (!netns || /^(1|true)$/i.test(env.CNI_NETNS_OVERRIDE ?? '')) return;
+  try {
+    const target = statSync(netns);
+    const own = statSync('/proc/self/ns/net');
+    if (target.ino === own.ino && target.dev === own.dev) {
+      throw new CniError(Code.InvalidNetns, `CNI_NETNS ${netns} is the plugin's own network namespace`);
+    }
+  } catch (err) {
+    if (err instanceof CniError) throw err;
+  }
+}
+
+async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: string }): Promise<string | undefined> {
+  const env = parseEnv(verb, io.env);
+  let stdin: string;
+  try {
+    stdin = io.readStdin();
+  } catch (err) {
+    throw new CniError(Code.IoFailure, `cannot read network config from stdin: ${asCniError(err).message}`);
+  }
+  const { conf, raw } = decodeConfig(stdin);
+  reply.version = conf.cniVersion;
+  const cniVersion = requireSupported(conf.cniVersion);
+  const floor = MIN_VERSION[verb];
+  if (floor && !atLeast(cniVersion, floor)) {
+    throw new CniError(Code.IncompatibleVersion, `config version ${cniVersion} does not allow ${verb} (needs ${floor} or later)`);
+  }
+  configureLog([raw, conf.ipam], `${conf.type ?? 'underlay'} ${verb} ${env.containerId}`.trim());
+  if (verb === 'ADD' || verb === 'CHECK' || verb === 'DEL') refuseOwnNetns(env.netns, io.env);
+  const inv: Invocation = { verb, env, conf, raw, stdin, cniVersion };
+  switch (verb) {
+    case 'ADD':
+      return JSON.stringify(encodeResult(await plugin.add(inv), cniVersion));
+    case 'DEL':
+      await plugin.del(inv);
+      break;
+    case 'CHECK':
+      await plugin.check(inv);
+      break;
+    case 'GC':
+      await plugin.gc(inv);
+      break;
+    case 'STATUS':
+      await plugin.status(inv);
+      break;
+    case 'VERSION':
+      break;
+  }
+  return undefined;
+}
+
+/** Runs one CNI invocation; returns the process exit code. */
+export async function runPlugin(plugin: Plugin, io: Io): Promise<number> {
+  const command = io.env.CNI_COMMAND;
+  if (command === undefined || command === '') {
+    io.stderr(`${plugin.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
+    return 0;
+  }
+  const reply = { version: CURRENT_VERSION as string };
+  try {
+    const verb = parseVerb(command);
+    if (verb === 'VERSION') {
+      io.stdout(`${versionInfo()}\n`);
+      return 0;
+    }
+    const out = await dispatch(plugin, verb, io, reply);
+    if (out !== undefined) io.stdout(`${out}\n`);
+    return 0;
+  } catch (err) {
+    const error = asCniError(err);
+    if (error.code === Code.Internal) log.error(debugEnabled() && err instanceof Error ? (err.stack ?? error.message) : error.message);
+    io.stdout(`${JSON.stringify(error.toJSON(reply.version))}\n`);
+    return 1;
+  }
+}
+
+export function processIo(): Io {
+  return {
+    env: process.env,
+    readStdin: () => readFileSync(0, 'utf8'),
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+  };
+}

@@ -1,0 +1,75 @@
+// iproute2 is our netlink: `ip -j` to read, `ip -batch -` to write many changes in one spawn.
+// `ip -n` only takes names under /run/netns, and CNI_NETNS is any path (/proc/PID/ns/net, a bind
+// mount), so work inside a pod's namespace goes through `nsenter --net=PATH`.
+import { spawnSync } from 'node:child_process';
+import * as z from 'zod/mini';
+import { Code, CniError } from '../cni/errors.ts';
+import { log } from '../log.ts';
+
+/** A failed iproute2 (or nsenter) run: what ran, and what it said on stderr. */
+export class IpError extends CniError {
+  readonly stderr: string;
+  constructor(what: string, stderr: string) {
+    super(Code.Internal, `${what}: ${stderr.replace(/Command failed -:\d+/, '').trim().replace(/\s*\n\s*/g, '; ') || 'failed'}`);
+    this.stderr = stderr;
+  }
+  /** iproute2's words for "no such link", in its several phrasings. */
+  get linkMissing(): boolean {
+    return /Cannot find device|does not exist|No such device/i.test(this.stderr);
+  }
+}
+
+let spawnCount = 0;
+/** How many processes this invocation has started: the benchmark and the tests keep it small. */
+export const spawns = (): number => spawnCount;
+
+export interface RunOptions {
+  /** Run inside this network namespace (a path). Omit for our own namespace. */
+  netns?: string;
+  input?: string;
+}
+
+/** Runs argv (ip, or sh for a scripted visit) in the namespace; returns stdout or throws IpError. */
+export function run(argv: ReadonlyArray<string>, options: RunOptions = {}): string {
+  const full = options.netns ? ['nsenter', `--net=${options.netns}`, '--', ...argv] : [...argv];
+  spawnCount++;
+  const started = Date.now();
+  const out = spawnSync(full[0]!, full.slice(1), { input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 << 20 });
+  log.debug(`ran ${full.join(' ')} (${Date.now() - started} ms, status ${out.status})`);
+  if (out.error) throw new IpError(`cannot run ${full[0]}`, out.error.message);
+  if (out.status !== 0) throw new IpError(describe(argv, options, out.stderr), out.stderr || out.stdout);
+  return out.stdout;
+}
+
+/** Names the command that failed; for a batch, the failing line ("Command failed -:N"), not "-batch". */
+function describe(argv: ReadonlyArray<string>, options: RunOptions, stderr: string): string {
+  const where = options.netns ? ` in ${options.netns}` : '';
+  const failedLine = /Command failed -:(\d+)/.exec(stderr);
+  const batchLine = failedLine ? options.input?.split('\n')[Number(failedLine[1]) - 1] : undefined;
+  const what = batchLine ? `ip ${batchLine}` : argv[0] === 'ip' ? `ip ${argv.slice(1).join(' ')}` : argv[0];
+  return `${what}${where}`;
+}
+
+/** `ip -j ARGS`, parsed with `schema`. */
+export function ipJson<S extends z.ZodMiniType>(schema: S, args: ReadonlyArray<string>, netns?: string): z.infer<S> {
+  const text = run(['ip', '-j', ...args], { netns });
+  return parseIpJson(schema, text.trim() || '[]', args);
+}
+
+export function parseIpJson<S extends z.ZodMiniType>(schema: S, text: string, args: ReadonlyArray<string>): z.infer<S> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new CniError(Code.Internal, `ip -j ${args.join(' ')} printed something that is not JSON`);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new CniError(Code.Internal, `ip -j ${args.join(' ')}: unexpected output: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
+}
+
+/** Applies several changes with one spawn; stops at the first failing line, as `ip -batch` does. */
+export function ipBatch(lines: ReadonlyArray<string>, netns?: string): void {
+  if (lines.length === 0) return;
+  run(['ip', '-batch', '-'], { netns, input: `${lines.join('\n')}\n` });
+}

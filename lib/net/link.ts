@@ -1,0 +1,115 @@
+// Reading links and routes, and the one scripted visit into a pod's namespace that configures a new
+// interface: one spawn (nsenter → sh → ip) for rename, sysctls, addresses, link up and routes.
+import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { Code, CniError } from '../cni/errors.ts';
+import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
+import { IpError, ipBatch, ipJson, parseIpJson, run } from './ip.ts';
+import { LinkListSchema, RouteListSchema, type Link, type RouteEntry } from './schemas.ts';
+
+/** The link called `name` (with -d details and addresses), or undefined when there is none. */
+export function findLink(name: string, netns?: string): Link | undefined {
+  try {
+    return ipJson(LinkListSchema, ['-d', 'addr', 'show', 'dev', name], netns)[0];
+  } catch (err) {
+    if (err instanceof IpError && err.linkMissing) return undefined;
+    throw err;
+  }
+}
+
+/** The interface of the first default route, IPv4 first, as the reference macvlan picks its master. */
+export function defaultRouteInterface(netns?: string): string | undefined {
+  for (const family of ['-4', '-6']) {
+    const routes = ipJson(RouteListSchema, [family, 'route', 'show', 'default'], netns);
+    const dev = routes.find((route) => route.dev)?.dev;
+    if (dev) return dev;
+  }
+  return undefined;
+}
+
+export function listRoutes(netns?: string): RouteEntry[] {
+  return [...ipJson(RouteListSchema, ['-4', 'route', 'show', 'table', 'all'], netns), ...ipJson(RouteListSchema, ['-6', 'route', 'show', 'table', 'all'], netns)];
+}
+
+/** A fresh temporary name: a new link must not collide with a host name while it moves (kernel bug). */
+export const temporaryLinkName = (): string => `ul${randomBytes(4).toString('hex')}`;
+
+/** A network namespace path that can no longer be entered: the pod is gone, DEL has nothing to do there. */
+export const netnsGone = (netns: string): boolean => !existsSync(netns);
+
+/** Deletes a link; true when it was there. A vanished link or namespace is not an error (DEL). */
+export function deleteLink(name: string, netns?: string): boolean {
+  if (netns && netnsGone(netns)) return false;
+  try {
+    ipBatch([`link del dev ${name}`], netns);
+    return true;
+  } catch (err) {
+    if (err instanceof IpError && (err.linkMissing || /No such file|Invalid argument.*netns|reassociate/i.test(err.stderr))) return false;
+    throw err;
+  }
+}
+
+export interface PodInterfacePlan {
+  netns: string;
+  /** The name the link was created under, and the one it must end up with. */
+  temporaryName: string;
+  ifName: string;
+  ips: ReadonlyArray<IpConfig>;
+  routes: ReadonlyArray<Route>;
+  /** ip commands to run on the temporary name before anything else (mode-specific tweaks). */
+  prepare?: ReadonlyArray<string>;
+}
+
+function sysctlFiles(plan: PodInterfacePlan): string[] {
+  const tmp = plan.temporaryName;
+  // Set on the temporary name: the settings follow the link through the rename.
+  const files = [`/proc/sys/net/ipv4/conf/${tmp}/arp_notify`, `/proc/sys/net/ipv6/conf/${tmp}/ndisc_notify`];
+  if (plan.ips.some((ip) => familyOf(ip.address) === 6)) {
+    files.push('/proc/sys/net/ipv6/conf/lo/disable_ipv6=0', `/proc/sys/net/ipv6/conf/${tmp}/disable_ipv6=0`, `/proc/sys/net/ipv6/conf/${tmp}/keep_addr_on_down`);
+  }
+  return files;
+}
+
+function routeLine(route: Route, ifName: string, ips: ReadonlyArray<IpConfig>): string {
+  const family = familyOf(route.dst);
+  const gw = route.gw ?? ips.find((ip) => ip.gateway && familyOf(ip.gateway) === family)?.gateway;
+  const parts = [`route add ${route.dst === 'default' ? (family === 6 ? '::/0' : '0.0.0.0/0') : route.dst}`];
+  if (gw) parts.push(`via ${gw}`);
+  parts.push(`dev ${ifName}`);
+  if (route.priority !== undefined) parts.push(`metric ${route.priority}`);
+  if (route.table !== undefined) parts.push(`table ${route.table}`);
+  if (route.mtu !== undefined) parts.push(`mtu ${route.mtu}`);
+  if (route.advmss !== undefined) parts.push(`advmss ${route.advmss}`);
+  if (route.scope !== undefined) parts.push(`scope ${route.scope}`);
+  return parts.join(' ');
+}
+
+/**
+ * Renames the new link, turns on gratuitous ARP / unsolicited NA, adds addresses, sets it up and adds
+ * routes, all in one visit; returns the link as it ends up. On failure nothing of ours is left: the
+ * caller deletes the link with removePodInterface.
+ */
+export function configurePodInterface(plan: PodInterfacePlan): Link {
+  const batch = [
+    ...(plan.prepare ?? []),
+    `link set dev ${plan.temporaryName} name ${plan.ifName}`,
+    ...plan.ips.map((ip) => `addr add ${ip.address} dev ${plan.ifName}`),
+    `link set dev ${plan.ifName} up`,
+    ...plan.routes.map((route) => routeLine(route, plan.ifName, plan.ips)),
+  ];
+  // sysctl writes are shell built-ins (no extra process); a missing file (IPv6 off) is not an error.
+  const script = [
+    'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; echo "$v" > "$f" 2>/dev/null; done',
+    'ip -batch - || exit 1',
+    `exec ip -j -d addr show dev ${plan.ifName}`,
+  ].join('\n');
+  const out = run(['sh', '-c', script, 'sh', ...sysctlFiles(plan)], { netns: plan.netns, input: `${batch.join('\n')}\n` });
+  const link = parseIpJson(LinkListSchema, out.trim(), ['addr', 'show', 'dev', plan.ifName])[0];
+  if (!link) throw new CniError(Code.Internal, `${plan.ifName} vanished from ${plan.netns} while it was configured`);
+  return link;
+}
+
+/** Undoes a half-made pod interface: the temporary name if the rename never happened, else ifName. */
+export function removePodInterface(plan: Pick<PodInterfacePlan, 'netns' | 'temporaryName' | 'ifName'>): void {
+  if (!deleteLink(plan.temporaryName, plan.netns)) deleteLink(plan.ifName, plan.netns);
+}

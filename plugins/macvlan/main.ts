@@ -1,0 +1,102 @@
+// macvlan: a macvlan link on a host interface, moved into the pod. The story of each verb, on top of
+// lib/cni (protocol, IPAM delegation) and lib/net (iproute2).
+import { delegateIpam, wantsIpam } from '../../lib/cni/delegate.ts';
+import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
+import { parseResult, type Result } from '../../lib/cni/result.ts';
+import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
+import { IpError, ipBatch } from '../../lib/net/ip.ts';
+import { configurePodInterface, deleteLink, findLink, netnsGone, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
+import { Undo } from '../../lib/undo.ts';
+import { loadConf, parseFields, type MacvlanConf } from './config.ts';
+import { checkInterface } from './check.ts';
+
+/** Creates the macvlan straight into the pod namespace under a temporary name. */
+function createMacvlan(conf: MacvlanConf, netns: string, temporaryName: string): void {
+  const line = [`link add link ${conf.master} name ${temporaryName}`];
+  if (!conf.linkInContainer) line.push(`netns ${netns}`);
+  if (conf.mac) line.push(`address ${conf.mac}`);
+  if (conf.mtu) line.push(`mtu ${conf.mtu}`);
+  line.push(`type macvlan mode ${conf.mode}`);
+  if (conf.bcqueuelen !== undefined) line.push(`bcqueuelen ${conf.bcqueuelen}`);
+  try {
+    ipBatch([line.join(' ')], conf.linkInContainer ? netns : undefined);
+  } catch (err) {
+    if (err instanceof IpError && /Cannot find device/.test(err.stderr) && err.stderr.includes(conf.master)) {
+      throw new CniError(Code.InvalidConfig, `invalid network config: master = ${showValue(conf.master)}: no such link`);
+    }
+    throw new CniError(Code.Internal, `cannot create a macvlan on master ${showValue(conf.master)}: ${(err as Error).message}`);
+  }
+}
+
+async function add(inv: Invocation): Promise<Result> {
+  const conf = loadConf(inv, { requireMaster: false });
+  const { netns, ifName } = inv.env;
+  if (netnsGone(netns)) throw new CniError(Code.InvalidNetns, `CNI_NETNS ${netns} does not exist`);
+  const temporaryName = temporaryLinkName();
+  const undo = new Undo();
+  return undo.guard(async () => {
+    createMacvlan(conf, netns, temporaryName);
+    undo.push(`the macvlan in ${netns}`, () => removePodInterface({ netns, temporaryName, ifName }));
+
+    let ipam: Result = {};
+    if (wantsIpam(inv)) {
+      ipam = (await delegateIpam('ADD', inv)) ?? {};
+      undo.push('the IPAM lease', () => delegateIpam('DEL', inv));
+      if (!ipam.ips?.length) throw new CniError(Code.Internal, `IPAM plugin ${inv.conf.ipam?.type} returned missing IP config`);
+    }
+    const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: 0 }));
+    const link = configurePodInterface({
+      netns,
+      temporaryName,
+      ifName,
+      ips,
+      routes: ipam.routes ?? [],
+      prepare: conf.mode === 'source' ? [`link set dev ${temporaryName} type macvlan macaddr set ${conf.sourceMacs.join(' ')}`] : [],
+    });
+    const dns = inv.conf.dns && Object.keys(inv.conf.dns).length > 0 ? inv.conf.dns : ipam.dns;
+    return {
+      interfaces: [{ name: ifName, mac: link.address, sandbox: netns }],
+      ips,
+      routes: ipam.routes,
+      dns,
+    };
+  });
+}
+
+async function del(inv: Invocation): Promise<void> {
+  parseFields(inv);
+  if (wantsIpam(inv)) await delegateIpam('DEL', inv);
+  const { netns, ifName } = inv.env;
+  if (!netns || netnsGone(netns)) return;
+  deleteLink(ifName, netns);
+}
+
+async function check(inv: Invocation): Promise<void> {
+  const conf = loadConf(inv, { requireMaster: true });
+  if (inv.conf.prevResult === undefined) throw new CniError(Code.InvalidConfig, 'invalid network config: prevResult = missing: CHECK requires it');
+  const prev = parseResult(inv.conf.prevResult, inv.cniVersion, 'prevResult');
+  if (wantsIpam(inv)) await delegateIpam('CHECK', inv);
+  checkInterface(conf, inv.env, prev);
+}
+
+async function status(inv: Invocation): Promise<void> {
+  const fields = parseFields(inv);
+  if (fields.master && !fields.linkInContainer && !findLink(fields.master)) {
+    throw new CniError(Code.NotAvailable, `master ${showValue(fields.master)} does not exist on this node`);
+  }
+  if (wantsIpam(inv)) await delegateIpam('STATUS', inv);
+}
+
+async function gc(inv: Invocation): Promise<void> {
+  parseFields(inv);
+  if (wantsIpam(inv)) await delegateIpam('GC', inv);
+}
+
+export const macvlanPlugin: Plugin = {
+  about: 'Underlay macvlan: a macvlan interface on a host interface, for pods on the physical network',
+  add,
+  del,
+  check,
+  status,
+  gc,
+};

@@ -1,0 +1,2 @@
+export const NODE24: string;
+export function makeSea(bundle: string, exe: string): void;

@@ -1,0 +1,46 @@
+// Builds the Invocation a runtime would produce, to call ipamPlugin's verbs in-process in tests.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeConfig } from '../../lib/cni/config.ts';
+import type { Verb } from '../../lib/cni/env.ts';
+import type { Invocation } from '../../lib/cni/skel.ts';
+import { requireSupported } from '../../lib/cni/version.ts';
+
+export interface InvocationSpec {
+  verb?: Verb;
+  ipam: Record<string, unknown>;
+  containerId?: string;
+  ifName?: string;
+  /** CNI_ARGS as a runtime sends it, e.g. "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p". */
+  args?: string;
+  /** A pod, as Kubernetes names it in CNI_ARGS: "namespace/name". */
+  pod?: string;
+  name?: string;
+  cniVersion?: string;
+  /** More top-level keys: prevResult, runtimeConfig, args, cni.dev/valid-attachments. */
+  extra?: Record<string, unknown>;
+}
+
+export function invocation(spec: InvocationSpec): Invocation {
+  const raw = { cniVersion: spec.cniVersion ?? '1.1.0', name: spec.name ?? 'testnet', type: 'whereabouts', ipam: spec.ipam, ...spec.extra };
+  const stdin = JSON.stringify(raw);
+  const { conf, raw: decoded } = decodeConfig(stdin);
+  const verb = spec.verb ?? 'ADD';
+  let args = spec.args ?? '';
+  if (spec.pod) {
+    const [namespace, name] = spec.pod.split('/');
+    args = [args, `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name}`].filter(Boolean).join(';');
+  }
+  return {
+    verb,
+    env: { command: verb, containerId: spec.containerId ?? 'c0', netns: '/var/run/netns/test', ifName: spec.ifName ?? 'net1', args, path: ['/opt/cni/bin'] },
+    conf,
+    raw: decoded,
+    stdin,
+    cniVersion: requireSupported(conf.cniVersion),
+  };
+}
+
+/** A fresh, private directory for a file store. */
+export const tempStoreDir = (prefix = 'underlay-ipam-'): string => mkdtempSync(join(tmpdir(), prefix));

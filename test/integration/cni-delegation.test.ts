@@ -1,0 +1,70 @@
+// IPAM delegation by real exec: the BUILT macvlan runs Debian's host-local and static (found through
+// CNI_PATH), and returns their results converted to every cniVersion they speak.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cni, REFERENCE_BIN, requireBuild, BIN } from '../helpers/exec.ts';
+import { Lab } from '../helpers/netns.ts';
+
+const lab = new Lab();
+let dir: string;
+let master: string;
+
+beforeAll(() => {
+  requireBuild();
+  dir = mkdtempSync(join(tmpdir(), 'underlay-deleg-'));
+  master = lab.veth('dl');
+});
+afterAll(() => {
+  lab.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0'];
+const ipams = {
+  'host-local': (version: string) => ({ type: 'host-local', subnet: '10.78.0.0/24', dataDir: join(dir, version), routes: [{ dst: '0.0.0.0/0' }] }),
+  static: () => ({ type: 'static', addresses: [{ address: '10.79.0.5/24', gateway: '10.79.0.1' }], routes: [{ dst: '0.0.0.0/0' }] }),
+};
+
+describe('delegation to reference IPAM plugins', () => {
+  for (const [name, ipam] of Object.entries(ipams)) {
+    for (const version of VERSIONS) {
+      it(`${name} at ${version}`, async () => {
+        const netns = lab.netns(`${name.slice(0, 2)}${version.replaceAll('.', '')}`);
+        const config = { cniVersion: version, name: 'deleg', type: 'macvlan', master, ipam: ipam(version) };
+        const env = { containerId: `d${version}`, netns, ifName: 'net1', path: `${BIN}:${REFERENCE_BIN}` };
+        const add = await cni('macvlan', { ...env, command: 'ADD', config });
+        expect(add.exitCode, add.stdout).toBe(0);
+        expect(add.json?.cniVersion).toBe(version);
+        const address = name === 'static' ? '10.79.0.5/24' : '10.78.0.2/24';
+        if (version === '0.1.0' || version === '0.2.0') {
+          expect(add.json).toMatchObject({ ip4: { ip: address, routes: [{ dst: '0.0.0.0/0' }] } });
+        } else if (version.startsWith('0.')) {
+          expect(add.json).toMatchObject({ ips: [{ version: '4', interface: 0, address }] });
+        } else {
+          expect(add.json).toMatchObject({ ips: [{ interface: 0, address }] });
+          expect((add.json?.ips as object[])[0]).not.toHaveProperty('version');
+        }
+        expect((await cni('macvlan', { ...env, command: 'DEL', config })).exitCode).toBe(0);
+      });
+    }
+  }
+
+  it('an IPAM type missing from CNI_PATH is named in the error', async () => {
+    const netns = lab.netns('miss');
+    const config = { cniVersion: '1.0.0', name: 'deleg', type: 'macvlan', master, ipam: { type: 'no-such-ipam' } };
+    const add = await cni('macvlan', { command: 'ADD', config, containerId: 'm', netns, ifName: 'net1' });
+    expect(add.json).toMatchObject({ code: 7 });
+    expect(add.json?.msg).toMatch(/ipam.type = "no-such-ipam"/);
+  });
+
+  it('the error of a failing IPAM comes back with its own code and message', async () => {
+    const netns = lab.netns('fail');
+    const config = { cniVersion: '1.0.0', name: 'deleg', type: 'macvlan', master, ipam: { type: 'static', addresses: [{ address: 'bogus' }] } };
+    const direct = await cni(join(REFERENCE_BIN, 'static'), { command: 'ADD', config, containerId: 'f', netns, ifName: 'net1' });
+    const viaUs = await cni('macvlan', { command: 'ADD', config, containerId: 'f', netns, ifName: 'net1' });
+    expect(viaUs.exitCode).not.toBe(0);
+    expect(viaUs.json).toEqual({ ...direct.json, cniVersion: '1.0.0' });
+  });
+});

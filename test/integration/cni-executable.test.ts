@@ -1,0 +1,106 @@
+// The BUILT executable as a CNI caller sees it: VERSION on every link name, and a property test that
+// feeds it thousands of malformed environments and configs. Each must get one CNI error JSON on stdout
+// with a known code, a non-zero exit, and no stack trace anywhere.
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cni, requireBuild, type CniCall } from '../helpers/exec.ts';
+
+const LINKS = ['macvlan', 'sriov', 'whereabouts', 'underlay-macvlan', 'underlay-sriov', 'underlay-ipam'];
+const ALL_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
+
+beforeAll(requireBuild);
+
+describe('VERSION', () => {
+  for (const link of LINKS) {
+    it(`${link} answers with every supported version`, async () => {
+      const out = await cni(link, { command: 'VERSION' });
+      expect(out.exitCode).toBe(0);
+      expect(out.json).toEqual({ cniVersion: '1.1.0', supportedVersions: ALL_VERSIONS });
+    });
+  }
+
+  it('run as underlay, --help explains the plugins to a newcomer', async () => {
+    const out = await cni('underlay', { command: '', env: {} });
+    expect(out.stdout).toMatch(/macvlan[\s\S]*whereabouts[\s\S]*underlay ipam ls/);
+  });
+});
+
+const goodEnv = { containerId: 'fuzz', netns: '/run/netns/underlay-fuzz-none', ifName: 'net1', path: '/opt/cni/bin' };
+const goodConfig = { cniVersion: '1.0.0', name: 'fuzz', type: 'macvlan', master: 'lo' };
+
+const badContainerId = fc.oneof(
+  fc.constantFrom('../../etc/passwd', '-leading-dash', '.hidden', 'a b', 'a/b', 'x;rm -rf /', '$(id)', 'é'),
+  fc.string({ minLength: 1, maxLength: 20 }).map((s) => `_${s}/`),
+);
+const badIfName = fc.oneof(
+  fc.constantFrom('.', '..', 'a/b', 'eth:0', 'eth 0', 'way-too-long-ifname-x', '\tx'),
+  fc.string({ minLength: 16, maxLength: 40 }).filter((s) => !/\s/.test(s)),
+);
+const anyJson = fc.jsonValue({ maxDepth: 3 });
+
+/** A CNI call with at least one defect the executable must refuse before touching anything. */
+const malformedCall: fc.Arbitrary<{ plugin: string; call: CniCall }> = fc.oneof(
+  // Environment defects.
+  fc.record({
+    plugin: fc.constantFrom(...LINKS),
+    call: fc.oneof(
+      fc.record({ command: fc.constantFrom('ADDD', 'add', 'DELETE', 'check', 'UP', 'ADD;DEL', '1'), config: fc.constant(goodConfig) }),
+      fc.record({ command: fc.constantFrom('ADD', 'DEL', 'CHECK'), containerId: badContainerId, config: fc.constant(goodConfig) }),
+      fc.record({ command: fc.constantFrom('ADD', 'DEL', 'CHECK'), ifName: badIfName, config: fc.constant(goodConfig) }),
+      fc.record({ command: fc.constantFrom('ADD', 'CHECK'), netns: fc.constant(''), config: fc.constant(goodConfig) }),
+      fc.record({ command: fc.constantFrom('ADD', 'DEL', 'CHECK', 'GC', 'STATUS'), path: fc.constant(''), config: fc.constant(goodConfig) }),
+    ).map((call) => ({ ...goodEnv, ...call })),
+  }),
+  // stdin that is not a network config.
+  fc.record({
+    plugin: fc.constantFrom(...LINKS),
+    call: fc.record({
+      command: fc.constantFrom('ADD', 'DEL', 'CHECK', 'GC', 'STATUS'),
+      config: fc.oneof(
+        fc.string().filter((s) => { try { const v = JSON.parse(s); return v === null || typeof v !== 'object' || Array.isArray(v); } catch { return true; } }),
+        anyJson.filter((v) => v === null || typeof v !== 'object' || Array.isArray(v)).map((v) => JSON.stringify(v)),
+        fc.constant(JSON.stringify(goodConfig).slice(0, 20)),
+        fc.record({ cniVersion: fc.constant('1.0.0') }, { requiredKeys: [] }),
+        fc.record({ cniVersion: fc.constant('1.0.0'), name: fc.oneof(fc.constant(''), fc.integer(), fc.constantFrom('-x', 'a b', 'ü')) }),
+        fc.record({ cniVersion: fc.oneof(fc.constantFrom('2.0.0', '0.5.0', '1', 'latest', ''), fc.integer(), fc.boolean()), name: fc.constant('n') }),
+      ),
+    }).map((call) => ({ ...goodEnv, ...call })),
+  }),
+  // macvlan fields of the wrong type or out of range.
+  fc.record({
+    plugin: fc.constantFrom('macvlan', 'underlay-macvlan'),
+    call: fc.record({
+      command: fc.constantFrom('ADD', 'CHECK'),
+      config: fc.oneof(
+        fc.record({ mtu: fc.oneof(fc.string(), fc.integer({ max: -1 }), fc.double({ min: 0.1, max: 100, noNaN: true })) }),
+        fc.record({ mode: fc.string().filter((s) => !['', 'bridge', 'private', 'vepa', 'passthru', 'source'].includes(s)) }),
+        fc.record({ mac: fc.string().filter((s) => !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(s)) }),
+        fc.record({ master: fc.oneof(fc.integer(), fc.boolean(), fc.array(fc.string())) }),
+        fc.record({ linkInContainer: fc.oneof(fc.string(), fc.integer()) }),
+        fc.record({ bcqueuelen: fc.oneof(fc.integer({ max: -1 }), fc.string()) }),
+      ).map((fields) => ({ ...goodConfig, ...fields })),
+    }).map((call) => ({ ...goodEnv, ...call })),
+  }),
+);
+
+const KNOWN_CODES = [1, 2, 3, 4, 5, 6, 7];
+
+describe('malformed input never gets a stack trace, a hang, or a success', () => {
+  it('2,000 generated cases each get one CNI error JSON with a known code', async () => {
+    const cases = fc.sample(malformedCall, { numRuns: 2000, seed: 20261121 });
+    const failures: string[] = [];
+    const worker = async () => {
+      for (let next = cases.shift(); next; next = cases.shift()) {
+        const out = await cni(next.plugin, { ...next.call, timeoutMs: 10_000 });
+        const lines = out.stdout.trim().split('\n');
+        const error = out.json as { code?: unknown; msg?: unknown } | undefined;
+        const ok = out.exitCode !== 0 && lines.length === 1 && error !== undefined &&
+          KNOWN_CODES.includes(error.code as number) && typeof error.msg === 'string' &&
+          !/\n\s+at /.test(out.stdout + out.stderr);
+        if (!ok) failures.push(`${next.plugin} ${JSON.stringify(next.call)} -> exit ${out.exitCode}: ${out.stdout}${out.stderr}`);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    expect(failures.slice(0, 5)).toEqual([]);
+  }, 600_000);
+});
