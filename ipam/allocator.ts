@@ -2,11 +2,10 @@
 // returns a Change that applyChange turns into the next record, so the caller decides when and how it is
 // written (compare-and-swap in ipam/lease.ts).
 //
-// Cost: one pass over the pool's allocations, never over the range. The lowest free address is found
-// by ranking the used offsets among the allocatable ones: with k leases, one of the first k+1
-// allocatable offsets is free, so a bitmap of k+1 entries answers it (pigeonhole), whatever the size of
-// the range (a whole IPv6 /64 included) and however the exclusions cut it.
-import type { IpRange, Segment } from './ranges.ts';
+// Cost: one pass over the pool's allocations, never over the range: finding the pod's lease scans the
+// leases, and the lowest free offset is found within k+1 probes for k leases (see lowestFree), whatever
+// the size of the range (a whole IPv6 /64 included) and however the exclusions cut it.
+import type { IpRange } from './ranges.ts';
 import type { Allocation, PoolRecord } from './store/types.ts';
 
 /** Who asks: the container and interface, the pod (or the container ID again), and the CNI network. */
@@ -59,76 +58,52 @@ function segmentIndex<T extends number | bigint>(starts: ReadonlyArray<T>, ends:
 }
 
 /**
- * Marks in `marks` the rank (position among allocatable offsets) of every used offset whose rank is
- * below marks.length. Offsets that fit a double are handled as numbers: BigInt parsing of 60,000 keys
- * alone would cost more than the whole allocation budget.
+ * The lowest allocatable offset not leased and not in `skip`; undefined when there is none. It probes
+ * offsets upward, segment by segment: with k leases one of the first k+1 allocatable offsets is free
+ * (pigeonhole), so it stops within k+1 probes however large the range. Offsets are probed as numbers
+ * while they fit a double (an element lookup, no string built); a whole IPv6 /64 takes the bigint path.
  */
-function markRanks(keys: ReadonlyArray<string>, segments: ReadonlyArray<Segment>, marks: Uint8Array): void {
-  const limit = marks.length;
-  const last = segments[segments.length - 1];
-  if (!last) return;
-  if (last.end <= BigInt(Number.MAX_SAFE_INTEGER)) {
-    const starts = segments.map((s) => Number(s.start));
-    const ends = segments.map((s) => Number(s.end));
-    const befores = segments.map((s) => Number(s.before));
-    for (const key of keys) {
-      if (key.length > 16) continue;
-      const offset = Number(key);
-      if (!Number.isInteger(offset)) continue;
-      const i = segmentIndex(starts, ends, offset);
-      if (i < 0) continue;
-      const rank = befores[i]! + offset - starts[i]!;
-      if (rank < limit) marks[rank] = 1;
-    }
-    return;
-  }
-  const starts = segments.map((s) => s.start);
-  const ends = segments.map((s) => s.end);
-  for (const key of keys) {
-    if (!/^\d+$/.test(key)) continue;
-    const offset = BigInt(key);
-    const i = segmentIndex(starts, ends, offset);
-    if (i < 0) continue;
-    const rank = segments[i]!.before + offset - starts[i]!;
-    if (rank < BigInt(limit)) marks[Number(rank)] = 1;
-  }
-}
-
-function offsetAtRank(segments: ReadonlyArray<Segment>, rank: bigint): bigint {
-  for (const s of segments) {
-    if (rank < s.before + (s.end - s.start + 1n)) return s.start + (rank - s.before);
-  }
-  throw new RangeError(`rank ${rank} is beyond the range`);
-}
-
-/** The lowest allocatable offset not leased and not in `skip`; undefined when there is none. */
 export function lowestFree(pool: PoolRecord, range: IpRange, skip: ReadonlySet<string> = new Set()): bigint | undefined {
-  const keys = Object.keys(pool.allocations);
-  const wanted = BigInt(keys.length + skip.size + 1);
-  const limit = Number(range.size < wanted ? range.size : wanted);
-  const marks = new Uint8Array(limit);
-  markRanks(keys, range.segments, marks);
-  markRanks([...skip], range.segments, marks);
-  const free = marks.indexOf(0);
-  return free < 0 ? undefined : offsetAtRank(range.segments, BigInt(free));
+  const allocations: Record<string | number, Allocation | undefined> = pool.allocations;
+  for (const segment of range.segments) {
+    if (segment.end <= BigInt(Number.MAX_SAFE_INTEGER)) {
+      for (let offset = Number(segment.start), end = Number(segment.end); offset <= end; offset++) {
+        if (allocations[offset] === undefined && (skip.size === 0 || !skip.has(String(offset)))) return BigInt(offset);
+      }
+    } else {
+      for (let offset = segment.start; offset <= segment.end; offset++) {
+        const key = offset.toString();
+        if (allocations[key] === undefined && !skip.has(key)) return offset;
+      }
+    }
+  }
+  return undefined;
 }
 
 /** The key of the lease held by (podref, ifname), if any: the basis of idempotent ADD. */
-export function findByPod(pool: PoolRecord, podref: string, ifname: string): string | undefined {
-  for (const key in pool.allocations) {
-    const allocation = pool.allocations[key]!;
-    if (allocation.podref === podref && ifnameMatches(allocation, ifname)) return key;
+export const findByPod = (pool: PoolRecord, podref: string, ifname: string): string | undefined =>
+  findKey(pool, (a) => a.podref === podref && ifnameMatches(a, ifname));
+
+export const findByContainer = (pool: PoolRecord, id: string, ifname: string): string | undefined =>
+  findKey(pool, (a) => a.id === id && ifnameMatches(a, ifname));
+
+/** Scans values, not keys: turning 60,000 integer keys into strings costs more than the scan itself. */
+function keysWhere(pool: PoolRecord, match: (allocation: Allocation) => boolean, first = false): string[] {
+  const values = Object.values(pool.allocations);
+  let keys: string[] | undefined;
+  const found: string[] = [];
+  for (let i = 0; i < values.length; i++) {
+    if (!match(values[i]!)) continue;
+    keys ??= Object.keys(pool.allocations);
+    // Keys are decimal offsets; anything else (a hand edit) is never matched, so never parsed.
+    if (!/^\d+$/.test(keys[i]!)) continue;
+    found.push(keys[i]!);
+    if (first) break;
   }
-  return undefined;
+  return found;
 }
 
-export function findByContainer(pool: PoolRecord, id: string, ifname: string): string | undefined {
-  for (const key in pool.allocations) {
-    const allocation = pool.allocations[key]!;
-    if (allocation.id === id && ifnameMatches(allocation, ifname)) return key;
-  }
-  return undefined;
-}
+const findKey = (pool: PoolRecord, match: (allocation: Allocation) => boolean): string | undefined => keysWhere(pool, match, true)[0];
 
 /**
  * ADD. A pod that already holds a lease on this interface gets it back, now recorded under the new
@@ -159,15 +134,9 @@ export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now:
  * would free the address of the pod's live sandbox.
  */
 export function planRelease(pool: PoolRecord, who: Omit<Claimant, 'network'>): Change {
-  const byContainer = Object.keys(pool.allocations).filter((key) => {
-    const allocation = pool.allocations[key]!;
-    return allocation.id === who.id && ifnameMatches(allocation, who.ifname);
-  });
+  const byContainer = keysWhere(pool, (a) => a.id === who.id && ifnameMatches(a, who.ifname));
   if (byContainer.length > 0 || who.podref === who.id) return { set: [], remove: byContainer };
-  const byPod = Object.keys(pool.allocations).filter((key) => {
-    const allocation = pool.allocations[key]!;
-    return allocation.podref === who.podref && ifnameMatches(allocation, who.ifname) && !(allocation.formerids ?? []).includes(who.id);
-  });
+  const byPod = keysWhere(pool, (a) => a.podref === who.podref && ifnameMatches(a, who.ifname) && !(a.formerids ?? []).includes(who.id));
   return { set: [], remove: byPod };
 }
 
@@ -178,10 +147,7 @@ export function planRelease(pool: PoolRecord, who: Omit<Claimant, 'network'>): C
  */
 export function planCollect(pool: PoolRecord, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>): Change {
   const keep = new Set(valid.map((a) => `${a.containerID}\u0000${a.ifname}`));
-  const remove = Object.keys(pool.allocations).filter((key) => {
-    const allocation = pool.allocations[key]!;
-    return allocation.network === network && !keep.has(`${allocation.id}\u0000${allocation.ifname ?? ''}`);
-  });
+  const remove = keysWhere(pool, (a) => a.network === network && !keep.has(`${a.id}\u0000${a.ifname ?? ''}`));
   return { set: [], remove };
 }
 

@@ -55,9 +55,11 @@ const RENEW_AFTER_MS = 60_000;
 async function claim(store: IpamStore, name: string, who: Claimant, now: string): Promise<'created' | 'ours' | 'taken'> {
   const mine: Reservation = { containerid: who.id, podref: who.podref, ifname: who.ifname, since: now };
   for (let i = 0; i < 8; i++) {
-    if (await store.createReservation(name, mine)) return 'created';
     const found = await store.readReservation(name);
-    if (!found) continue; // it vanished between the two calls: create it again
+    if (!found) {
+      if (await store.createReservation(name, mine)) return 'created';
+      continue; // created by someone else between the two calls: look again
+    }
     if (!holds(found.value, who)) return 'taken';
     // Left by an earlier attempt of this pod. An old one is replaced by a fresh one (a new version),
     // so that a GC that judged it an orphan before our pool write cannot delete it after.

@@ -12,8 +12,14 @@ import { parseCidr } from './addr.ts';
 import { CONFLICT, withRetries } from './retry.ts';
 import type { Allocation, IpamStore, PoolRecord } from './store/types.ts';
 
-/** Orphaned reservations younger than this are left alone; far longer than any ADD may take. */
-export const ORPHAN_GRACE_MS = 10 * 60_000;
+/**
+ * Orphaned reservations younger than this are left alone: far longer than an ADD may take (its
+ * deadline, ipam/retry.ts). UNDERLAY_IPAM_ORPHAN_GRACE_MS overrides it, for tests that know no ADD runs.
+ */
+export function orphanGraceMs(env: NodeJS.ProcessEnv = process.env): number {
+  const override = Number(env.UNDERLAY_IPAM_ORPHAN_GRACE_MS);
+  return env.UNDERLAY_IPAM_ORPHAN_GRACE_MS !== undefined && Number.isFinite(override) && override >= 0 ? override : 10 * 60_000;
+}
 
 export interface GcOutcome {
   released: number;
@@ -71,6 +77,7 @@ function leasedTo(pools: ReadonlyArray<PoolRecord>, family: 4 | 6, value: bigint
 
 async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget>, deadline: number, now: number): Promise<number> {
   let removed = 0;
+  const grace = orphanGraceMs();
   for (const networkName of new Set(targets.filter((t) => t.overlapping).map((t) => t.networkName))) {
     const ranges = targets.filter((t) => t.networkName === networkName).map((t) => t.range);
     // Pools are read before reservations are judged: a lease written after this read has a reservation
@@ -83,7 +90,7 @@ async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget
       const found = await store.readReservation(name);
       if (!found) continue;
       const since = found.value.since ? Date.parse(found.value.since) : Number.NaN;
-      if (Number.isFinite(since) && now - since < ORPHAN_GRACE_MS) continue;
+      if (Number.isFinite(since) && now - since < grace) continue;
       if (leasedTo(pools, addr.family, addr.value, found.value.podref)) continue;
       const deleted = await withRetries(`ipam: reservation ${name}`, deadline, async () => store.deleteReservation(name, found.version));
       if (deleted) {

@@ -81,7 +81,7 @@ done
 
 say "Leases in the IPAM's file store"
 "$BIN/underlay" ipam ls --dir "$store" | sed 's/^/   /'
-"$BIN/underlay" ipam show "$(jq -r '.[0].name' <<<"$("$BIN/underlay" ipam ls --json --dir "$store")")" --dir "$store" | sed 's/^/   /'
+"$BIN/underlay" ipam show "$(jq -r '.pools[0].name' <<<"$("$BIN/underlay" ipam ls --json --dir "$store")")" --dir "$store" | sed 's/^/   /'
 
 say "Pods ping each other over the macvlan links"
 for from in "${pods[@]}"; do

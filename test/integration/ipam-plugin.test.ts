@@ -1,7 +1,8 @@
 // The IPAM verbs in-process against a real file store in a temp directory: the acceptance
 // scenarios (seed example, IPv6 upper half, dual-stack, exhaustion and STATUS), idempotency, CHECK, GC.
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../../lib/cni/errors.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
@@ -134,11 +135,36 @@ describe('ADD', () => {
   });
 });
 
+describe('a store that stays busy', () => {
+  it('fails an ADD with code 11 naming the pool once the deadline passes', async () => {
+    const dir = tempStoreDir();
+    const ipam = { type: 'whereabouts', range: '10.18.0.0/24', file_store_dir: dir };
+    await add(ipam, { containerId: 'first' });
+    const holder = new DatabaseSync(join(dir, 'pools', '10.18.0.0-24.lock'));
+    holder.exec('BEGIN IMMEDIATE'); // what a writer stuck inside its critical section looks like
+    process.env.UNDERLAY_IPAM_DEADLINE_MS = '1000';
+    const started = Date.now();
+    try {
+      const err = await failure(add(ipam, { containerId: 'second' }));
+      expect(err.code).toBe(11);
+      expect(err.message).toContain('pool 10.18.0.0-24');
+      expect(err.message).toContain('try again later');
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      delete process.env.UNDERLAY_IPAM_DEADLINE_MS;
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    expect(await addresses(ipam, { containerId: 'second' })).toEqual(['10.18.0.2/24']);
+  });
+});
+
 describe('DEL', () => {
   it('succeeds when there is nothing to release, twice, and for a config naming an unavailable store', async () => {
     const ipam = { type: 'whereabouts', range: '10.9.0.0/24', file_store_dir: join(tempStoreDir(), 'never-created') };
     await del(ipam);
     await del(ipam);
+    expect(existsSync(ipam.file_store_dir)).toBe(false); // a DEL creates no store
     await del({ type: 'whereabouts', range: '10.9.0.0/24', datastore: 'etcd', etcd_host: 'https://127.0.0.1:1' });
     await del({ type: 'whereabouts', range: 'not-a-range' });
   });

@@ -62,7 +62,9 @@ describe('planRelease', () => {
   });
   it('does not fall back without a pod, nor for a container the lease moved away from', () => {
     expect(planRelease(pool, who('cX')).remove).toEqual([]);
-    const moved = applyChange(pool, (planAssign(pool, range, who('c9', 'ns/a'), NOW) as { change: { set: []; remove: [] } }).change);
+    const plan = planAssign(pool, range, who('c9', 'ns/a'), NOW);
+    if (plan.kind !== 'existing') throw new Error('expected the existing lease');
+    const moved = applyChange(pool, plan.change);
     expect(planRelease(moved, who('c1', 'ns/a')).remove).toEqual([]);
   });
 });

@@ -1,0 +1,51 @@
+// `underlay ipam ls` and `underlay ipam show`, over a store filled through the plugin.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { runIpamCli } from '../../ipam/cli.ts';
+import { ipamPlugin } from '../../ipam/plugin.ts';
+import { invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((err += String(chunk)), true));
+  const code = await runIpamCli(argv);
+  vi.restoreAllMocks();
+  return { code, out, err };
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('underlay ipam', () => {
+  it('lists pools with used and free counts, and shows leases', async () => {
+    const dir = tempStoreDir();
+    const ipam = { type: 'whereabouts', range: '10.20.0.0/24', file_store_dir: dir };
+    await ipamPlugin.add(invocation({ ipam, containerId: 'aaaaaaaaaaaaaaaabbbb', pod: 'ns/web-0' }));
+    await ipamPlugin.add(invocation({ ipam, containerId: 'c2', ifName: 'net2' }));
+
+    const ls = await run(['ls', '--dir', dir]);
+    expect(ls.code).toBe(0);
+    expect(ls.out).toMatch(/POOL\s+RANGE\s+USED\s+FREE/);
+    expect(ls.out).toMatch(/10\.20\.0\.0-24\s+10\.20\.0\.0\/24\s+2\s+252/);
+
+    const json = JSON.parse((await run(['ls', '--json', `--dir=${dir}`])).out);
+    expect(json.pools).toEqual([{ name: '10.20.0.0-24', range: '10.20.0.0/24', used: 2, free: 252, version: '2' }]);
+
+    const show = await run(['show', '10.20.0.0-24', '--dir', dir]);
+    expect(show.out).toMatch(/ADDRESS\s+POD\s+CONTAINER\s+IFNAME\s+SINCE/);
+    expect(show.out).toMatch(/10\.20\.0\.1\s+ns\/web-0\s+aaaaaaaaaaaa\s+net1\s+\d{4}-/);
+    expect(show.out).toMatch(/10\.20\.0\.2\s+-\s+c2\s+net2/);
+
+    const leases = JSON.parse((await run(['show', '10.20.0.0-24', '--json', '--dir', dir])).out).leases;
+    expect(leases[0]).toMatchObject({ address: '10.20.0.1', pod: 'ns/web-0', containerID: 'aaaaaaaaaaaaaaaabbbb', ifName: 'net1', network: 'testnet' });
+  });
+
+  it('explains usage errors and missing pools', async () => {
+    const dir = tempStoreDir();
+    expect((await run(['ls', '--dir', dir])).out).toContain('no pools');
+    expect((await run(['show', 'nope', '--dir', dir])).code).toBe(1);
+    expect((await run(['show'])).code).toBe(2);
+    expect((await run(['frobnicate'])).err).toContain('unknown command');
+    expect((await run(['ls', '--bogus'])).err).toContain('unknown option');
+  });
+});
