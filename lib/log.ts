@@ -17,9 +17,12 @@ export function isLogLevel(value: string): value is LogLevel {
   return Object.hasOwn(LEVELS, value);
 }
 
-/** Picks up the log fields from anywhere a user may have put them: top level or inside `ipam`. */
-export function configureLog(sources: ReadonlyArray<Record<string, unknown> | undefined>, context: string): void {
-  settings.context = context;
+/**
+ * Picks up the log fields from anywhere a user may have put them: top level, inside `ipam`, or a flat
+ * file merged later (whereabouts' configuration_path): a later call only overrides what it names.
+ */
+export function configureLog(sources: ReadonlyArray<Record<string, unknown> | undefined>, context?: string): void {
+  if (context !== undefined) settings.context = context;
   for (const source of sources) {
     if (!source) continue;
     const file = source.logFile ?? source.log_file;
