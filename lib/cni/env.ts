@@ -17,6 +17,9 @@ export interface CmdArgs {
 
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
+/** A name the kernel accepts for a link: 1-15 bytes, no "/", ":" or white space, not "." or "..". */
+export const INTERFACE_NAME = /^(?!\.\.?$)[^\s/:]{1,15}$/;
+
 const REQUIRED: Record<Exclude<Verb, 'VERSION'>, ReadonlyArray<string>> = {
   ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH'],
   CHECK: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH'],

@@ -3,7 +3,7 @@
 // mount), so work inside a pod's namespace goes through `nsenter --net=PATH`.
 import { spawnSync } from 'node:child_process';
 import * as z from 'zod/mini';
-import { Code, CniError } from '../cni/errors.ts';
+import { Code, CniError, showValue } from '../cni/errors.ts';
 import { log } from '../log.ts';
 
 /** A failed iproute2 (or nsenter) run: what ran, and what it said on stderr. */
@@ -68,8 +68,34 @@ export function parseIpJson<S extends z.ZodMiniType>(schema: S, text: string, ar
   return parsed.data;
 }
 
+/** One iproute2 command as tokens, e.g. ['link', 'del', 'dev', name]. */
+export type IpCommand = ReadonlyArray<string | number>;
+
+// `ip -batch` splits lines on white space and honours quotes, backslashes and "#" comments: a token
+// holding any of them (an interface name from a config, an address from a foreign IPAM) could smuggle
+// in a second command. Refused here, once, for every caller.
+const SAFE_TOKEN = /^[^\s"'\\#]+$/;
+
+/** The text `ip -batch -` reads for `commands`; throws on a token that is not a plain word. */
+export function batchText(commands: ReadonlyArray<IpCommand>): string {
+  return commands
+    .map((tokens) =>
+      tokens
+        .map((token) => {
+          const text = String(token);
+          if (!SAFE_TOKEN.test(text)) {
+            throw new CniError(Code.InvalidConfig, `refusing to pass ${showValue(text)} to iproute2: it is empty or holds white space, a quote, "\\" or "#"`);
+          }
+          return text;
+        })
+        .join(' '),
+    )
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
 /** Applies several changes with one spawn; stops at the first failing line, as `ip -batch` does. */
-export function ipBatch(lines: ReadonlyArray<string>, netns?: string): void {
-  if (lines.length === 0) return;
-  run(['ip', '-batch', '-'], { netns, input: `${lines.join('\n')}\n` });
+export function ipBatch(commands: ReadonlyArray<IpCommand>, netns?: string): void {
+  if (commands.length === 0) return;
+  run(['ip', '-batch', '-'], { netns, input: batchText(commands) });
 }

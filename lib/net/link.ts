@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
-import { IpError, ipBatch, ipJson, parseIpJson, run } from './ip.ts';
+import { batchText, IpError, ipBatch, ipJson, parseIpJson, run, type IpCommand } from './ip.ts';
 import { LinkListSchema, RouteListSchema, type Link, type RouteEntry } from './schemas.ts';
 
 /** The link called `name` (with -d details and addresses), or undefined when there is none. */
@@ -41,7 +41,7 @@ export const netnsGone = (netns: string): boolean => !existsSync(netns);
 export function deleteLink(name: string, netns?: string): boolean {
   if (netns && netnsGone(netns)) return false;
   try {
-    ipBatch([`link del dev ${name}`], netns);
+    ipBatch([['link', 'del', 'dev', name]], netns);
     return true;
   } catch (err) {
     if (err instanceof IpError && (err.linkMissing || /No such file|Invalid argument.*netns|reassociate/i.test(err.stderr))) return false;
@@ -57,7 +57,7 @@ export interface PodInterfacePlan {
   ips: ReadonlyArray<IpConfig>;
   routes: ReadonlyArray<Route>;
   /** ip commands to run on the temporary name before anything else (mode-specific tweaks). */
-  prepare?: ReadonlyArray<string>;
+  prepare?: ReadonlyArray<IpCommand>;
 }
 
 function sysctlFiles(plan: PodInterfacePlan): string[] {
@@ -70,18 +70,19 @@ function sysctlFiles(plan: PodInterfacePlan): string[] {
   return files;
 }
 
-function routeLine(route: Route, ifName: string, ips: ReadonlyArray<IpConfig>): string {
+/** A result route as `ip route add`: the gateway defaults to the first of its family, as ConfigureIface. */
+export function routeCommand(route: Route, ifName: string, ips: ReadonlyArray<IpConfig>): IpCommand {
   const family = familyOf(route.dst);
   const gw = route.gw ?? ips.find((ip) => ip.gateway && familyOf(ip.gateway) === family)?.gateway;
-  const parts = [`route add ${route.dst === 'default' ? (family === 6 ? '::/0' : '0.0.0.0/0') : route.dst}`];
-  if (gw) parts.push(`via ${gw}`);
-  parts.push(`dev ${ifName}`);
-  if (route.priority !== undefined) parts.push(`metric ${route.priority}`);
-  if (route.table !== undefined) parts.push(`table ${route.table}`);
-  if (route.mtu !== undefined) parts.push(`mtu ${route.mtu}`);
-  if (route.advmss !== undefined) parts.push(`advmss ${route.advmss}`);
-  if (route.scope !== undefined) parts.push(`scope ${route.scope}`);
-  return parts.join(' ');
+  const tokens: Array<string | number> = ['route', 'add', route.dst === 'default' ? (family === 6 ? '::/0' : '0.0.0.0/0') : route.dst];
+  if (gw) tokens.push('via', gw);
+  tokens.push('dev', ifName);
+  if (route.priority !== undefined) tokens.push('metric', route.priority);
+  if (route.table !== undefined) tokens.push('table', route.table);
+  if (route.mtu !== undefined) tokens.push('mtu', route.mtu);
+  if (route.advmss !== undefined) tokens.push('advmss', route.advmss);
+  if (route.scope !== undefined) tokens.push('scope', route.scope);
+  return tokens;
 }
 
 /**
@@ -90,20 +91,23 @@ function routeLine(route: Route, ifName: string, ips: ReadonlyArray<IpConfig>): 
  * caller deletes the link with removePodInterface.
  */
 export function configurePodInterface(plan: PodInterfacePlan): Link {
-  const batch = [
+  const batch = batchText([
     ...(plan.prepare ?? []),
-    `link set dev ${plan.temporaryName} name ${plan.ifName}`,
-    ...plan.ips.map((ip) => `addr add ${ip.address} dev ${plan.ifName}`),
-    `link set dev ${plan.ifName} up`,
-    ...plan.routes.map((route) => routeLine(route, plan.ifName, plan.ips)),
-  ];
-  // sysctl writes are shell built-ins (no extra process); a missing file (IPv6 off) is not an error.
+    ['link', 'set', 'dev', plan.temporaryName, 'name', plan.ifName],
+    ...plan.ips.map((ip) => ['addr', 'add', ip.address, 'dev', plan.ifName]),
+    ['link', 'set', 'dev', plan.ifName, 'up'],
+    ...plan.routes.map((route) => routeCommand(route, plan.ifName, plan.ips)),
+  ]);
+  // Names reach the script only as arguments ("$1", "$@"), never inside its text: an interface may
+  // legally be called "a;b". sysctl writes are shell built-ins (no extra process); a missing file
+  // (IPv6 off) is not an error.
   const script = [
+    'ifname=$1; shift',
     'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; echo "$v" > "$f" 2>/dev/null; done',
     'ip -batch - || exit 1',
-    `exec ip -j -d addr show dev ${plan.ifName}`,
+    'exec ip -j -d addr show dev "$ifname"',
   ].join('\n');
-  const out = run(['sh', '-c', script, 'sh', ...sysctlFiles(plan)], { netns: plan.netns, input: `${batch.join('\n')}\n` });
+  const out = run(['sh', '-c', script, 'sh', plan.ifName, ...sysctlFiles(plan)], { netns: plan.netns, input: batch });
   const link = parseIpJson(LinkListSchema, out.trim(), ['addr', 'show', 'dev', plan.ifName])[0];
   if (!link) throw new CniError(Code.Internal, `${plan.ifName} vanished from ${plan.netns} while it was configured`);
   return link;

@@ -1,7 +1,7 @@
 // The reference macvlan plugin's config, field for field, plus `source` mode as our extension.
 import * as z from 'zod/mini';
 import { parseWith } from '../../lib/cni/config.ts';
-import { parseCniArgs } from '../../lib/cni/env.ts';
+import { INTERFACE_NAME, parseCniArgs } from '../../lib/cni/env.ts';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import type { Invocation } from '../../lib/cni/skel.ts';
 import { defaultRouteInterface, findLink } from '../../lib/net/link.ts';
@@ -12,7 +12,7 @@ const macString = z.string().check(z.regex(MAC, 'not a MAC address of the form a
 export const MODES = ['bridge', 'private', 'vepa', 'passthru', 'source'] as const;
 
 export const MacvlanConfSchema = z.looseObject({
-  master: z.optional(z.string()),
+  master: z.optional(z.string().check(z.regex(INTERFACE_NAME, 'not an interface name (1-15 characters, no "/", ":" or white space)'))),
   mode: z.optional(z.union([z.enum(MODES), z.literal('')])),
   mtu: z.optional(z.int().check(z.minimum(0))),
   mac: z.optional(macString),

@@ -12,15 +12,16 @@ import { checkInterface } from './check.ts';
 
 /** Creates the macvlan straight into the pod namespace under a temporary name. */
 function createMacvlan(conf: MacvlanConf, netns: string, temporaryName: string): void {
-  const line = [`link add link ${conf.master} name ${temporaryName}`];
-  if (!conf.linkInContainer) line.push(`netns ${netns}`);
-  if (conf.mac) line.push(`address ${conf.mac}`);
-  if (conf.mtu) line.push(`mtu ${conf.mtu}`);
-  line.push(`type macvlan mode ${conf.mode}`);
-  if (conf.bcqueuelen !== undefined) line.push(`bcqueuelen ${conf.bcqueuelen}`);
+  const command: Array<string | number> = ['link', 'add', 'link', conf.master, 'name', temporaryName];
+  if (!conf.linkInContainer) command.push('netns', netns);
+  if (conf.mac) command.push('address', conf.mac);
+  if (conf.mtu) command.push('mtu', conf.mtu);
+  command.push('type', 'macvlan', 'mode', conf.mode);
+  if (conf.bcqueuelen !== undefined) command.push('bcqueuelen', conf.bcqueuelen);
   try {
-    ipBatch([line.join(' ')], conf.linkInContainer ? netns : undefined);
+    ipBatch([command], conf.linkInContainer ? netns : undefined);
   } catch (err) {
+    if (err instanceof CniError && !(err instanceof IpError)) throw err;
     if (err instanceof IpError && /Cannot find device/.test(err.stderr) && err.stderr.includes(conf.master)) {
       throw new CniError(Code.InvalidConfig, `invalid network config: master = ${showValue(conf.master)}: no such link`);
     }
@@ -51,7 +52,7 @@ async function add(inv: Invocation): Promise<Result> {
       ifName,
       ips,
       routes: ipam.routes ?? [],
-      prepare: conf.mode === 'source' ? [`link set dev ${temporaryName} type macvlan macaddr set ${conf.sourceMacs.join(' ')}`] : [],
+      prepare: conf.mode === 'source' ? [['link', 'set', 'dev', temporaryName, 'type', 'macvlan', 'macaddr', 'set', ...conf.sourceMacs]] : [],
     });
     const dns = inv.conf.dns && Object.keys(inv.conf.dns).length > 0 ? inv.conf.dns : ipam.dns;
     return {

@@ -125,3 +125,22 @@ describe('DEL always succeeds when there is nothing left to clean', () => {
     expect(linksIn(netns)).toEqual(['lo']);
   });
 });
+
+describe('names that could smuggle commands', () => {
+  it('an interface name with shell metacharacters is used literally, never run', async () => {
+    const netns = lab.netns('meta');
+    const ifName = 'n;echo$(id)';
+    const out = await cni('macvlan', { command: 'ADD', config: conf(), containerId: 'meta', netns, ifName, args: 'K8S_POD_NAMESPACE=f;K8S_POD_NAME=meta' });
+    expect(out.exitCode, out.stdout).toBe(0);
+    expect(linksIn(netns)).toContain(ifName);
+    expect((await cni('macvlan', { command: 'DEL', config: conf(), containerId: 'meta', netns, ifName })).exitCode).toBe(0);
+    expect(linksIn(netns)).toEqual(['lo']);
+  });
+
+  it('a master holding white space is refused before anything runs', async () => {
+    const netns = lab.netns('sp');
+    const out = await call('ADD', netns, 'sp', conf({ master: `${master}\nlink del lo` }));
+    expect(out.json).toMatchObject({ code: 7 });
+    expect(out.json?.msg).toMatch(/master = .*not an interface name/);
+  });
+});
