@@ -1,6 +1,6 @@
 // IPAM delegation by real exec: the BUILT macvlan runs Debian's host-local and static (found through
 // CNI_PATH), and returns their results converted to every cniVersion they speak.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,5 +66,36 @@ describe('delegation to reference IPAM plugins', () => {
     const viaUs = await cni('macvlan', { command: 'ADD', config, containerId: 'f', netns, ifName: 'net1' });
     expect(viaUs.exitCode).not.toBe(0);
     expect(viaUs.json).toEqual({ ...direct.json, cniVersion: '1.0.0' });
+  });
+});
+
+describe('exec details', () => {
+  it('a plugin binary that is busy being written (ETXTBSY) is retried, then runs', async () => {
+    const pluginDir = mkdtempSync(join(tmpdir(), 'underlay-busy-'));
+    const busy = join(pluginDir, 'host-local');
+    copyFileSync(join(REFERENCE_BIN, 'host-local'), busy);
+    chmodSync(busy, 0o755);
+    const writer = openSync(busy, 'r+'); // an upgrade in progress holds it open for writing
+    setTimeout(() => closeSync(writer), 300);
+    const netns = lab.netns('busy');
+    const config = { cniVersion: '1.0.0', name: 'deleg', type: 'macvlan', master, ipam: ipams['host-local']('busy') };
+    const add = await cni('macvlan', { command: 'ADD', config, containerId: 'busy', netns, ifName: 'net1', path: `${BIN}:${pluginDir}` });
+    expect(add.exitCode, add.stdout).toBe(0);
+    expect(add.json).toMatchObject({ ips: [{ address: '10.78.0.2/24' }] });
+    rmSync(pluginDir, { recursive: true, force: true });
+  });
+
+  it('logs go to logFile at the configured level; stdout carries only the CNI answer', async () => {
+    const logFile = join(dir, 'macvlan.log');
+    const netns = lab.netns('log');
+    const config = { cniVersion: '1.0.0', name: 'deleg', type: 'macvlan', master, logFile, logLevel: 'debug', ipam: { type: 'whereabouts', range: '10.81.0.0/24', file_store_dir: join(dir, 'leases') } };
+    const add = await cni('macvlan', { command: 'ADD', config, containerId: 'log', netns, ifName: 'net1', args: 'K8S_POD_NAMESPACE=d;K8S_POD_NAME=log' });
+    expect(add.exitCode, add.stdout).toBe(0);
+    expect(add.stdout.trim().split('\n')).toHaveLength(1);
+    expect(add.stderr).toBe('');
+    const log = readFileSync(logFile, 'utf8');
+    expect(log).toMatch(/\[debug\] macvlan ADD log: IPAM ADD in-process \(whereabouts\)/);
+    // Spawns per ADD stay few: one ip for the link, one nsenter visit for everything inside the pod.
+    expect(log.match(/\[debug\] macvlan ADD log: ran /g)).toHaveLength(2);
   });
 });
