@@ -2,7 +2,9 @@
 import { registerInProcessIpam } from './cni/delegate.ts';
 import { processIo, runPlugin, type Plugin } from './cni/skel.ts';
 import { runCli } from './cli.ts';
-import { IPAM_TYPES } from './names.ts';
+import { Code, CniError } from './cni/errors.ts';
+import { CURRENT_VERSION } from './cni/version.ts';
+import { IPAM_TYPES, PLUGIN_NAMES } from './names.ts';
 import { ipamPlugin } from '../ipam/plugin.ts';
 import { macvlanPlugin } from '../plugins/macvlan/main.ts';
 import { sriovPlugin } from '../plugins/sriov/main.ts';
@@ -19,5 +21,13 @@ const PLUGINS: Record<string, Plugin> = {
 export async function dispatch(name: string): Promise<number> {
   registerInProcessIpam(IPAM_TYPES, ipamPlugin);
   const plugin = PLUGINS[name];
-  return plugin ? runPlugin(plugin, processIo()) : runCli(process.argv.slice(2));
+  if (plugin) return runPlugin(plugin, processIo());
+  if (process.env.CNI_COMMAND) {
+    // A runtime exec'd us under a name that is no plugin (a conflist with "type": "underlay"): it must
+    // get a CNI error, not the operator's help text on stdout and a success.
+    const msg = `${JSON.stringify(name)} is not a CNI plugin name; use one of ${PLUGIN_NAMES.join(', ')} as "type"`;
+    process.stdout.write(`${JSON.stringify(new CniError(Code.InvalidConfig, msg).toJSON(CURRENT_VERSION))}\n`);
+    return 1;
+  }
+  return runCli(process.argv.slice(2));
 }

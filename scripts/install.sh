@@ -21,10 +21,12 @@ src=dist/bin/underlay
 [ -x "$src" ] || { echo "install: $src is missing; build it first with: node build.mjs" >&2; exit 1; }
 mkdir -p "$dir"
 
-# Copy under a temporary name, then rename: a runtime exec-ing the old file never sees half a binary.
-cp "$src" "$dir/.underlay.new"
-chmod 0755 "$dir/.underlay.new"
-mv -f "$dir/.underlay.new" "$dir/underlay"
+# Every change lands by rename: a runtime exec-ing a plugin at that moment sees the old file or the
+# new one, never half a binary or a missing link; a private temporary name lets installers overlap.
+tmp=$(mktemp -p "$dir" .underlay.XXXXXX)
+cp "$src" "$tmp"
+chmod 0755 "$tmp"
+mv -f "$tmp" "$dir/underlay"
 echo "install: $dir/underlay"
 
 ours() { [ -L "$1" ] && [ "$(readlink "$1")" = underlay ]; }
@@ -39,6 +41,8 @@ for name in underlay-macvlan underlay-sriov underlay-ipam macvlan sriov whereabo
     fi
     echo "install: replacing $target (--force)"
   fi
-  ln -sfn underlay "$target"
+  link=$(mktemp -u -p "$dir" .link.XXXXXX)
+  ln -s underlay "$link"
+  mv -Tf "$link" "$target"
   echo "install: $target -> underlay"
 done

@@ -50,17 +50,37 @@ interface ExecOutcome {
 }
 
 const TEXT_FILE_BUSY_RETRIES = 5;
+/** Longer than any sane IPAM needs, shorter than the kubelet's 4-minute sandbox deadline. */
+const EXEC_DEADLINE_MS = Number(process.env.UNDERLAY_DELEGATE_DEADLINE_MS) || 150_000;
 
 function execOnce(file: string, verb: Verb, stdin: string): Promise<ExecOutcome> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, [], { env: { ...process.env, CNI_COMMAND: verb }, stdio: ['pipe', 'pipe', 'inherit'] });
+    // If the runtime gives up on us, the IPAM must not go on alone and finish an allocation nobody
+    // will ever release: pass the signal on, then let it end us as it would have.
+    const forward = (signal: NodeJS.Signals) => {
+      child.kill(signal);
+      process.exit(1);
+    };
+    process.once('SIGTERM', forward).once('SIGINT', forward);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new CniError(Code.TryAgainLater, `IPAM plugin ${file} did not answer ${verb} within ${EXEC_DEADLINE_MS / 1000} s`));
+    }, EXEC_DEADLINE_MS);
     const chunks: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
-    child.on('error', reject);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.stdin.on('error', () => {
       // A plugin that exits without reading stdin closes the pipe; its exit status tells the story.
     });
-    child.on('close', (status) => resolve({ status: status ?? 1, stdout: Buffer.concat(chunks).toString('utf8') }));
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      process.off('SIGTERM', forward).off('SIGINT', forward);
+      resolve({ status: status ?? 1, stdout: Buffer.concat(chunks).toString('utf8') });
+    });
     child.stdin.end(stdin);
   });
 }
@@ -70,6 +90,7 @@ async function execPlugin(file: string, verb: Verb, stdin: string): Promise<Exec
     try {
       return await execOnce(file, verb, stdin);
     } catch (err) {
+      if (err instanceof CniError) throw err;
       // A plugin binary being replaced on disk (an upgrade in progress) fails with ETXTBSY for a moment.
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ETXTBSY' && attempt < TEXT_FILE_BUSY_RETRIES) {

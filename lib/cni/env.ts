@@ -36,7 +36,7 @@ export function parseVerb(value: string): Verb {
 export function validateIfName(ifName: string, field = 'CNI_IFNAME'): void {
   const why =
     ifName.length === 0 ? 'is empty'
-    : ifName.length > 15 ? 'is longer than 15 characters'
+    : Buffer.byteLength(ifName) > 15 ? 'is longer than 15 bytes'
     : ifName === '.' || ifName === '..' ? 'is a relative directory name'
     : /[/:\s]/.test(ifName) ? 'contains "/", ":" or white space'
     : '';

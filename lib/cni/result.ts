@@ -1,9 +1,20 @@
 // Results in every spec version, and the conversions between them. Inside Underlay a result is always
 // the 1.1.0 shape (`Result`); it is converted once, on the way in (prevResult, a delegated IPAM's
 // answer) and on the way out (always in the config's cniVersion).
+import { isIP } from 'node:net';
 import * as z from 'zod/mini';
 import { Code, CniError } from './errors.ts';
 import { atLeast } from './version.ts';
+
+// Addresses and routes end up as iproute2 arguments: a result (from a foreign IPAM, or routes a user
+// wrote into an IPAM config) is checked here, so a bad value fails early, naming its field.
+const isCidr = (value: string): boolean => {
+  const [address, prefix, extra] = value.split('/');
+  const family = isIP(address ?? '');
+  return extra === undefined && family !== 0 && /^\d{1,3}$/.test(prefix ?? '') && Number(prefix) <= (family === 4 ? 32 : 128);
+};
+const ipString = z.string().check(z.refine((value) => isIP(value) !== 0, 'not an IP address'));
+const cidrString = z.string().check(z.refine(isCidr, 'not an address/prefix (CIDR)'));
 
 export const DnsSchema = z.object({
   nameservers: z.optional(z.array(z.string())),
@@ -14,8 +25,8 @@ export const DnsSchema = z.object({
 export type Dns = z.infer<typeof DnsSchema>;
 
 export const RouteSchema = z.object({
-  dst: z.string(),
-  gw: z.optional(z.string()),
+  dst: cidrString,
+  gw: z.optional(ipString),
   mtu: z.optional(z.int()),
   advmss: z.optional(z.int()),
   priority: z.optional(z.int()),
@@ -35,8 +46,8 @@ export const InterfaceSchema = z.object({
 export type Interface = z.infer<typeof InterfaceSchema>;
 
 export const IpConfigSchema = z.object({
-  address: z.string(),
-  gateway: z.optional(z.string()),
+  address: cidrString,
+  gateway: z.optional(ipString),
   interface: z.optional(z.int().check(z.nonnegative())),
 });
 export type IpConfig = z.infer<typeof IpConfigSchema>;
@@ -55,9 +66,9 @@ const Result04Schema = z.extend(ResultSchema, {
 });
 
 const Ip02Schema = z.object({
-  ip: z.string(),
-  gateway: z.optional(z.string()),
-  routes: z.optional(z.array(z.object({ dst: z.string(), gw: z.optional(z.string()) }))),
+  ip: cidrString,
+  gateway: z.optional(ipString),
+  routes: z.optional(z.array(z.object({ dst: cidrString, gw: z.optional(ipString) }))),
 });
 const Result02Schema = z.object({
   cniVersion: z.optional(z.string()),

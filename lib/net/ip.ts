@@ -9,9 +9,11 @@ import { log } from '../log.ts';
 /** A failed iproute2 (or nsenter) run: what ran, and what it said on stderr. */
 export class IpError extends CniError {
   readonly stderr: string;
-  constructor(what: string, stderr: string) {
+  readonly status: number | null;
+  constructor(what: string, stderr: string, status: number | null = null) {
     super(Code.Internal, `${what}: ${stderr.replace(/Command failed -:\d+/, '').trim().replace(/\s*\n\s*/g, '; ') || 'failed'}`);
     this.stderr = stderr;
+    this.status = status;
   }
   /** iproute2's words for "no such link", in its several phrasings. */
   get linkMissing(): boolean {
@@ -37,7 +39,7 @@ export function run(argv: ReadonlyArray<string>, options: RunOptions = {}): stri
   const out = spawnSync(full[0]!, full.slice(1), { input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 << 20 });
   log.debug(`ran ${full.join(' ')} (${Date.now() - started} ms, status ${out.status})`);
   if (out.error) throw new IpError(`cannot run ${full[0]}`, out.error.message);
-  if (out.status !== 0) throw new IpError(describe(argv, options, out.stderr), out.stderr || out.stdout);
+  if (out.status !== 0) throw new IpError(describe(argv, options, out.stderr), out.stderr || out.stdout, out.status);
   return out.stdout;
 }
 

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
-import { batchText, IpError, ipBatch, ipJson, parseIpJson, run, type IpCommand } from './ip.ts';
+import { batchText, IpError, ipJson, parseIpJson, run, type IpCommand } from './ip.ts';
 import { LinkListSchema, RouteListSchema, type Link, type RouteEntry } from './schemas.ts';
 
 /** The link called `name` (with -d details and addresses), or undefined when there is none. */
@@ -37,14 +37,21 @@ export const temporaryLinkName = (): string => `ul${randomBytes(4).toString('hex
 /** A network namespace path that can no longer be entered: the pod is gone, DEL has nothing to do there. */
 export const netnsGone = (netns: string): boolean => !existsSync(netns);
 
-/** Deletes a link; true when it was there. A vanished link or namespace is not an error (DEL). */
-export function deleteLink(name: string, netns?: string): boolean {
+const NOT_OF_KIND = 3;
+
+/**
+ * Deletes the link `name` if it is of `kind` (say "macvlan"); true when it was deleted. DEL must not
+ * remove a link some other attachment owns under the same name (the pod's eth0, another net1), and a
+ * vanished link or namespace is not an error. The name reaches the script only as an argument.
+ */
+export function deleteLinkOfKind(name: string, kind: string, netns?: string): boolean {
   if (netns && netnsGone(netns)) return false;
+  const script = `ip -d -o link show dev "$1" 2>/dev/null | grep -q " $2 " || exit ${NOT_OF_KIND}\nexec ip link del dev "$1"`;
   try {
-    ipBatch([['link', 'del', 'dev', name]], netns);
+    run(['sh', '-c', script, 'sh', name, kind], { netns });
     return true;
   } catch (err) {
-    if (err instanceof IpError && (err.linkMissing || /No such file|Invalid argument.*netns|reassociate/i.test(err.stderr))) return false;
+    if (err instanceof IpError && (err.status === NOT_OF_KIND || err.linkMissing || /No such file|Invalid argument.*netns|reassociate/i.test(err.stderr))) return false;
     throw err;
   }
 }
@@ -103,7 +110,7 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
   // (IPv6 off) is not an error.
   const script = [
     'ifname=$1; shift',
-    'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; echo "$v" > "$f" 2>/dev/null; done',
+    'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; { echo "$v" > "$f"; } 2>/dev/null; done',
     'ip -batch - || exit 1',
     'exec ip -j -d addr show dev "$ifname"',
   ].join('\n');
@@ -114,6 +121,6 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
 }
 
 /** Undoes a half-made pod interface: the temporary name if the rename never happened, else ifName. */
-export function removePodInterface(plan: Pick<PodInterfacePlan, 'netns' | 'temporaryName' | 'ifName'>): void {
-  if (!deleteLink(plan.temporaryName, plan.netns)) deleteLink(plan.ifName, plan.netns);
+export function removePodInterface(plan: Pick<PodInterfacePlan, 'netns' | 'temporaryName' | 'ifName'>, kind: string): void {
+  if (!deleteLinkOfKind(plan.temporaryName, kind, plan.netns)) deleteLinkOfKind(plan.ifName, kind, plan.netns);
 }

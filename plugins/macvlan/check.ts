@@ -13,11 +13,17 @@ const fail = (msg: string): never => {
 const normalizeDst = (dst: string): string =>
   dst === '0.0.0.0/0' || dst === '::/0' ? 'default' : dst.replace(/\/(32|128)$/, (m) => (m === '/32' && dst.includes(':') ? m : ''));
 
+/** The form iproute2 prints: IPv6 compressed and lower case ("2001:DB8::0:5" is "2001:db8::5"). */
+function canonical(cidr: string): string {
+  const [address = '', prefix] = cidr.split('/');
+  const text = address.includes(':') ? new URL(`http://[${address}]`).hostname.slice(1, -1) : address;
+  return prefix === undefined ? text : `${text}/${prefix}`;
+}
+
 export function checkInterface(conf: MacvlanConf, env: CmdArgs, prev: Result): void {
-  const index = (prev.interfaces ?? []).findIndex((iface) => iface.name === env.ifName);
-  if (index < 0) fail(`prevResult has no interface named ${env.ifName}`);
+  const index = (prev.interfaces ?? []).findIndex((iface) => iface.name === env.ifName && iface.sandbox === env.netns);
+  if (index < 0) fail(`prevResult has no interface ${env.ifName} in sandbox ${env.netns}`);
   const expected = prev.interfaces![index]!;
-  if (expected.sandbox !== env.netns) fail(`interface ${env.ifName} is in sandbox ${expected.sandbox}, not ${env.netns}`);
 
   const link = findLink(env.ifName, env.netns) ?? fail(`interface ${env.ifName} not found in ${env.netns}`);
   const kind = link.linkinfo?.info_kind;
@@ -31,7 +37,7 @@ export function checkInterface(conf: MacvlanConf, env: CmdArgs, prev: Result): v
   const present = new Set((link.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
   for (const ip of prev.ips ?? []) {
     if (ip.interface !== undefined && ip.interface !== index) continue;
-    if (!present.has(ip.address)) fail(`interface ${env.ifName} lacks address ${ip.address}`);
+    if (!present.has(canonical(ip.address))) fail(`interface ${env.ifName} lacks address ${ip.address}`);
   }
 
   if ((prev.routes ?? []).length === 0) return;
@@ -40,8 +46,8 @@ export function checkInterface(conf: MacvlanConf, env: CmdArgs, prev: Result): v
     const family = familyOf(route.dst);
     const found = routes.some(
       (r) =>
-        normalizeDst(r.dst) === normalizeDst(route.dst) &&
-        (route.gw === undefined || r.gateway === route.gw) &&
+        normalizeDst(r.dst) === normalizeDst(canonical(route.dst)) &&
+        (route.gw === undefined || r.gateway === canonical(route.gw)) &&
         (r.gateway === undefined || familyOf(r.gateway) === family),
     );
     if (!found) fail(`route to ${route.dst}${route.gw ? ` via ${route.gw}` : ''} is missing in ${env.netns}`);

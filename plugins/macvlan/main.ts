@@ -3,9 +3,10 @@
 import { delegateIpam, wantsIpam } from '../../lib/cni/delegate.ts';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import { parseResult, type Result } from '../../lib/cni/result.ts';
+import { atLeast } from '../../lib/cni/version.ts';
 import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
-import { IpError, ipBatch } from '../../lib/net/ip.ts';
-import { configurePodInterface, deleteLink, findLink, netnsGone, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
+import { batchText, IpError, ipBatch } from '../../lib/net/ip.ts';
+import { configurePodInterface, deleteLinkOfKind, findLink, netnsGone, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
 import { Undo } from '../../lib/undo.ts';
 import { loadConf, parseFields, type MacvlanConf } from './config.ts';
 import { checkInterface } from './check.ts';
@@ -33,11 +34,15 @@ async function add(inv: Invocation): Promise<Result> {
   const conf = loadConf(inv, { requireMaster: false });
   const { netns, ifName } = inv.env;
   if (netnsGone(netns)) throw new CniError(Code.InvalidNetns, `CNI_NETNS ${netns} does not exist`);
+  batchText([[netns, ifName]]); // refuse names iproute2's batch mode cannot carry before anything is made
+  if (!atLeast(inv.cniVersion, '0.3.0') && !wantsIpam(inv)) {
+    throw new CniError(Code.IncompatibleVersion, `cniVersion ${inv.cniVersion} results need an IP address; a macvlan without ipam needs cniVersion 0.3.0 or later`);
+  }
   const temporaryName = temporaryLinkName();
   const undo = new Undo();
   return undo.guard(async () => {
     createMacvlan(conf, netns, temporaryName);
-    undo.push(`the macvlan in ${netns}`, () => removePodInterface({ netns, temporaryName, ifName }));
+    undo.push(`the macvlan in ${netns}`, () => removePodInterface({ netns, temporaryName, ifName }, 'macvlan'));
 
     let ipam: Result = {};
     if (wantsIpam(inv)) {
@@ -64,12 +69,14 @@ async function add(inv: Invocation): Promise<Result> {
   });
 }
 
+// DEL and GC read no macvlan field: a config ADD refused (a bad mode, a master since renamed) must
+// still be deletable, or the pod is stuck Terminating while the kubelet retries forever.
 async function del(inv: Invocation): Promise<void> {
-  parseFields(inv);
-  if (wantsIpam(inv)) await delegateIpam('DEL', inv);
   const { netns, ifName } = inv.env;
-  if (!netns || netnsGone(netns)) return;
-  deleteLink(ifName, netns);
+  let ipamError: unknown;
+  if (wantsIpam(inv)) await delegateIpam('DEL', inv).catch((err: unknown) => void (ipamError = err));
+  if (netns && !netnsGone(netns)) deleteLinkOfKind(ifName, 'macvlan', netns);
+  if (ipamError !== undefined) throw ipamError;
 }
 
 async function check(inv: Invocation): Promise<void> {
@@ -89,7 +96,6 @@ async function status(inv: Invocation): Promise<void> {
 }
 
 async function gc(inv: Invocation): Promise<void> {
-  parseFields(inv);
   if (wantsIpam(inv)) await delegateIpam('GC', inv);
 }
 

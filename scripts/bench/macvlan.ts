@@ -1,7 +1,7 @@
 // Pod attach latency: ADD, CHECK and DEL of our macvlan with our IPAM on the file store, against
 // Debian's Go macvlan with host-local on the same master, measured interleaved in one run.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { median, percentile, table, timeRun } from './measure.ts';
@@ -38,6 +38,14 @@ function execTimed(candidate: Candidate, command: string, id: string, netns: str
   return { ms: Number(process.hrtime.bigint() - started) / 1e6, stdout };
 }
 
+/** Peak resident memory of one run, through GNU time (Debian package "time"), in MiB. */
+function peakRssMiB(file: string, env: NodeJS.ProcessEnv, input: string): string {
+  if (!existsSync('/usr/bin/time')) return 'n/a (apt-get install time)';
+  const out = spawnSync('/usr/bin/time', ['-f', '%M', file], { env, input, encoding: 'utf8' });
+  const kib = Number(out.stderr.trim().split('\n').pop());
+  return Number.isFinite(kib) ? `${(kib / 1024).toFixed(1)} MiB` : 'n/a';
+}
+
 export function main(args: ReadonlyArray<string>): void {
   const rounds = Number(args[0] ?? 40);
   const tag = `ub${process.pid % 10000}`;
@@ -52,7 +60,12 @@ export function main(args: ReadonlyArray<string>): void {
     { name: 'Debian Go macvlan + host-local', plugin: '/usr/lib/cni/macvlan', config: { ...base, ipam: { type: 'host-local', subnet: '10.91.0.0/16', dataDir: join(dir, 'host-local') } }, times: empty() },
   ];
   const version: number[] = [];
+  const memory: string[] = [];
   try {
+    for (const c of candidates) {
+      memory.push(`${c.name}: ADD peak RSS ${peakRssMiB(c.plugin, cniEnv('ADD', 'mem', netns), JSON.stringify(c.config))}`);
+      execFileSync(c.plugin, [], { env: cniEnv('DEL', 'mem', netns), input: JSON.stringify(c.config) });
+    }
     for (const c of candidates) cycle(c, -1, netns);
     for (const c of candidates) for (const verb of VERBS) c.times[verb].length = 0;
     for (let round = 0; round < rounds; round++) {
@@ -69,6 +82,7 @@ export function main(args: ReadonlyArray<string>): void {
   for (const c of candidates) rows.push([c.name, ...VERBS.flatMap((v) => [median(c.times[v]), percentile(c.times[v], 95)])]);
   rows.push(['underlay VERSION (start-up alone)', median(version), percentile(version, 95), '', '', '', '']);
   console.log(table(rows));
+  for (const line of memory) console.log(`macvlan: ${line}`);
   const startup = median(version);
   for (const verb of VERBS) {
     const work = median(ours.times[verb]) - startup;

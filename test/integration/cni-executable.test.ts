@@ -19,6 +19,13 @@ describe('VERSION', () => {
     });
   }
 
+  it('run under a name that is no plugin, a CNI call gets a CNI error, not the help text', async () => {
+    const out = await cni('underlay', { command: 'ADD', containerId: 'x', netns: '/run/netns/x', ifName: 'net1', config: { cniVersion: '1.0.0', name: 'n', type: 'underlay' } });
+    expect(out.exitCode).toBe(1);
+    expect(out.json).toMatchObject({ code: 7 });
+    expect(out.json?.msg).toMatch(/"underlay" is not a CNI plugin name/);
+  });
+
   it('run as underlay, --help explains the plugins to a newcomer', async () => {
     const out = await cni('underlay', { command: '', env: {} });
     expect(out.stdout).toMatch(/macvlan[\s\S]*whereabouts[\s\S]*underlay ipam ls/);

@@ -83,6 +83,16 @@ describe('a failed ADD leaves nothing behind', () => {
     expect(linksIn(netns).sort()).toEqual(['dupx', 'lo', 'net1']);
     expect(sh(`nsenter --net=${netns} ip -d link show net1`)).toMatch(/veth/);
     expect(leasesIn(store).filter((l) => l.containerID === 'dup')).toEqual([]);
+    // The runtime's DEL that follows must not take the other attachment's net1 with it.
+    expect((await call('DEL', netns, 'dup')).exitCode).toBe(0);
+    expect(sh(`nsenter --net=${netns} ip -d link show net1`)).toMatch(/veth/);
+  });
+
+  it('a cniVersion 0.2.0 config without ipam is refused before anything is made', async () => {
+    const netns = lab.netns('v02');
+    const out = await call('ADD', netns, 'v02', { cniVersion: '0.2.0', name: 'faults', type: 'macvlan', master });
+    expect(out.json).toMatchObject({ code: 1 });
+    expect(linksIn(netns)).toEqual(['lo']);
   });
 
   it('a bad master: error naming it, nothing left', async () => {
@@ -135,6 +145,22 @@ describe('names that could smuggle commands', () => {
     expect(linksIn(netns)).toContain(ifName);
     expect((await cni('macvlan', { command: 'DEL', config: conf(), containerId: 'meta', netns, ifName })).exitCode).toBe(0);
     expect(linksIn(netns)).toEqual(['lo']);
+  });
+
+  it('a legal interface name iproute2 batches cannot carry ("#") is refused up front; DEL still succeeds', async () => {
+    const netns = lab.netns('hash');
+    const add = await cni('macvlan', { command: 'ADD', config: conf(), containerId: 'hash', netns, ifName: 'net#1' });
+    expect(add.json).toMatchObject({ code: 7 });
+    expect(add.json?.msg).toMatch(/"net#1"/);
+    expect(linksIn(netns)).toEqual(['lo']);
+    expect((await cni('macvlan', { command: 'DEL', config: conf(), containerId: 'hash', netns, ifName: 'net#1' })).exitCode).toBe(0);
+  });
+
+  it('a config ADD refused (bad mode) can still be deleted', async () => {
+    const netns = lab.netns('badmode');
+    const bad = conf({ mode: 'Bridge' });
+    expect((await call('ADD', netns, 'badmode', bad)).json).toMatchObject({ code: 7 });
+    expect((await call('DEL', netns, 'badmode', bad)).exitCode).toBe(0);
   });
 
   it('a master holding white space is refused before anything runs', async () => {
