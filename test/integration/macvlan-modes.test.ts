@@ -41,6 +41,9 @@ describe('modes', () => {
     expect(a.address).not.toBe(b.address);
     expect(pingable(a.netns, b.address)).toBe(true);
     expect(pingable(b.netns, a.address)).toBe(true);
+    // Neighbours learn a reused address's new MAC at once: gratuitous ARP / unsolicited NA are on.
+    expect(sh(`nsenter --net=${a.netns} cat /proc/sys/net/ipv4/conf/net1/arp_notify`).trim()).toBe('1');
+    expect(sh(`nsenter --net=${a.netns} cat /proc/sys/net/ipv6/conf/net1/ndisc_notify`).trim()).toBe('1');
   });
 
   it('private-mode pods cannot reach each other', async () => {
