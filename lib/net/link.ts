@@ -1,7 +1,6 @@
 // Reading links and routes, and the one scripted visit into a pod's namespace that configures a new
 // interface: one spawn (nsenter → sh → ip) for rename, sysctls, addresses, link up and routes.
 import { existsSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
 import { batchText, IpError, ipJson, parseIpJson, run, type IpCommand } from './ip.ts';
@@ -31,8 +30,11 @@ export function listRoutes(netns?: string): RouteEntry[] {
   return [...ipJson(RouteListSchema, ['-4', 'route', 'show', 'table', 'all'], netns), ...ipJson(RouteListSchema, ['-6', 'route', 'show', 'table', 'all'], netns)];
 }
 
-/** A fresh temporary name: a new link must not collide with a host name while it moves (kernel bug). */
-export const temporaryLinkName = (): string => `ul${randomBytes(4).toString('hex')}`;
+/**
+ * A fresh temporary name: a new link must not collide with a host name while it moves (kernel bug).
+ * Collision avoidance, not secrecy: Math.random spares loading node:crypto on every ADD.
+ */
+export const temporaryLinkName = (): string => `ul${Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0')}`;
 
 /** A network namespace path that can no longer be entered: the pod is gone, DEL has nothing to do there. */
 export const netnsGone = (netns: string): boolean => !existsSync(netns);

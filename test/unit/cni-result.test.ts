@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeResult, parseResult, type Result } from '../../lib/cni/result.ts';
+import { encodeResult, ipFamily, parseResult, type Result } from '../../lib/cni/result.ts';
 import { SUPPORTED_VERSIONS } from '../../lib/cni/version.ts';
 
 const dualStack: Result = {
@@ -81,4 +81,11 @@ describe('parseResult', () => {
       routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }],
     });
   });
+});
+
+describe('ipFamily', () => {
+  it.each([
+    ['10.0.0.1', 4], ['255.255.255.255', 4], ['fd00::1', 6], ['::', 6], ['2001:db8::10.0.0.1', 6],
+    ['256.0.0.1', 0], ['10.0.0', 0], ['01.2.3.4', 0], ['fd00:::1', 0], ['fd00::g', 0], ['table', 0], ['', 0], ['1.2.3.4 ', 0],
+  ])('%s is family %s', (value, family) => expect(ipFamily(value)).toBe(family));
 });
