@@ -3,23 +3,11 @@
 import { chmodSync, closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cni, REFERENCE_BIN, requireBuild, BIN } from '../helpers/exec.ts';
-import { Lab } from '../helpers/netns.ts';
+import { describe, expect, it } from 'vitest';
+import { labWithMaster } from '../helpers/fixture.ts';
+import { cni, REFERENCE_BIN, BIN } from '../helpers/exec.ts';
 
-const lab = new Lab();
-let dir: string;
-let master: string;
-
-beforeAll(() => {
-  requireBuild();
-  dir = mkdtempSync(join(tmpdir(), 'underlay-deleg-'));
-  master = lab.veth('dl');
-});
-afterAll(() => {
-  lab.cleanup();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { lab, dir, master } = labWithMaster('dl', 'deleg');
 
 const VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0'];
 const ipams = {

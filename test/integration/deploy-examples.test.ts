@@ -1,26 +1,13 @@
 // The example configs under deploy/ must work as shipped (only the master and the lease directory are
 // pointed at the test's own): an operator copies them first.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { labWithMaster } from '../helpers/fixture.ts';
 import { chainAdd, chainDel, type ConfList } from '../helpers/chain.ts';
-import { ROOT, requireBuild } from '../helpers/exec.ts';
-import { Lab } from '../helpers/netns.ts';
+import { ROOT } from '../helpers/exec.ts';
 
-const lab = new Lab();
-let dir: string;
-let master: string;
-
-beforeAll(() => {
-  requireBuild();
-  dir = mkdtempSync(join(tmpdir(), 'underlay-deploy-'));
-  master = lab.veth('dx');
-});
-afterAll(() => {
-  lab.cleanup();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { lab, dir, master } = labWithMaster('dx', 'deploy');
 
 /** The JSON under `config: |` in a NetworkAttachmentDefinition. */
 function nadConfig(file: string): Record<string, unknown> {

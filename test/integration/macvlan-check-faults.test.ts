@@ -1,26 +1,12 @@
 // CHECK and the failure paths of ADD and DEL, with the BUILT executable in real namespaces: a failed
 // ADD leaves no link and no lease, and DEL succeeds whatever is already gone.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cni, requireBuild } from '../helpers/exec.ts';
+import { describe, expect, it } from 'vitest';
+import { labWithMaster } from '../helpers/fixture.ts';
+import { cni } from '../helpers/exec.ts';
 import { leasesIn } from '../helpers/leases.ts';
-import { Lab, linksIn, sh } from '../helpers/netns.ts';
+import { linksIn, sh } from '../helpers/netns.ts';
 
-const lab = new Lab();
-let store: string;
-let master: string;
-
-beforeAll(() => {
-  requireBuild();
-  store = mkdtempSync(join(tmpdir(), 'underlay-faults-'));
-  master = lab.veth('f');
-});
-afterAll(() => {
-  lab.cleanup();
-  rmSync(store, { recursive: true, force: true });
-});
+const { lab, dir: store, master } = labWithMaster('f', 'faults');
 
 const conf = (extra: Record<string, unknown> = {}) => ({
   cniVersion: '1.1.0', name: 'faults', type: 'macvlan', master,

@@ -1,26 +1,12 @@
 // GC and STATUS through the macvlan plugin (spec 1.1): both are delegated to the IPAM, and STATUS also
 // reports a master that has gone away.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cni, requireBuild } from '../helpers/exec.ts';
+import { describe, expect, it } from 'vitest';
+import { labWithMaster } from '../helpers/fixture.ts';
+import { cni } from '../helpers/exec.ts';
 import { leasesIn } from '../helpers/leases.ts';
-import { Lab, sh } from '../helpers/netns.ts';
+import { sh } from '../helpers/netns.ts';
 
-const lab = new Lab();
-let store: string;
-let master: string;
-
-beforeAll(() => {
-  requireBuild();
-  store = mkdtempSync(join(tmpdir(), 'underlay-gc-'));
-  master = lab.veth('gc');
-});
-afterAll(() => {
-  lab.cleanup();
-  rmSync(store, { recursive: true, force: true });
-});
+const { lab, dir: store, master } = labWithMaster('gc', 'gc');
 
 const conf = (extra: Record<string, unknown> = {}, range = '10.82.0.0/29') => ({
   cniVersion: '1.1.0', name: 'gcnet', type: 'macvlan', master, ipam: { type: 'whereabouts', range, file_store_dir: store }, ...extra,

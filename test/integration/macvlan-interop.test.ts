@@ -1,27 +1,14 @@
 // Interop and parity with Debian's reference plugins (/usr/lib/cni, containernetworking-plugins):
 // our macvlan with their host-local and static IPAM, their macvlan with our IPAM, a chain with their
 // tuning plugin, and the shape of our ADD result against their macvlan's for each cniVersion.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { labWithMaster } from '../helpers/fixture.ts';
 import { chainAdd, chainCheck, chainDel } from '../helpers/chain.ts';
-import { BIN, cni, REFERENCE_BIN, requireBuild } from '../helpers/exec.ts';
-import { Lab, linksIn, sh } from '../helpers/netns.ts';
+import { BIN, cni, REFERENCE_BIN } from '../helpers/exec.ts';
+import { linksIn, sh } from '../helpers/netns.ts';
 
-const lab = new Lab();
-let dir: string;
-let master: string;
-
-beforeAll(() => {
-  requireBuild();
-  dir = mkdtempSync(join(tmpdir(), 'underlay-interop-'));
-  master = lab.veth('io');
-});
-afterAll(() => {
-  lab.cleanup();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { lab, dir, master } = labWithMaster('io', 'interop');
 
 const ours = join(BIN, 'macvlan');
 const theirs = join(REFERENCE_BIN, 'macvlan');
