@@ -29,7 +29,7 @@ export type AssignPlan =
 /** How many former container IDs a lease remembers (see formerids). */
 const FORMER_IDS_KEPT = 4;
 
-const ifnameMatches = (allocation: Allocation, ifname: string): boolean =>
+export const ifnameMatches = (allocation: Allocation, ifname: string): boolean =>
   allocation.ifname === undefined || allocation.ifname === '' || allocation.ifname === ifname;
 
 export const emptyPool = (range: IpRange): PoolRecord => ({ range: range.cidr, allocations: {} });

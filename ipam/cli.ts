@@ -1,9 +1,11 @@
 // `underlay ipam ls` and `underlay ipam show POOL`: what the file store holds, for operators (a table)
-// and scripts (--json). Free counts are of the whole CIDR: a config's range_start, range_end and
+// and scripts (--json). A big pool kept in shards (ipam/shards.ts) is shown as the one pool it is, under
+// its whereabouts name: counts and leases over all its shards. Free counts are of the whole CIDR: a config's range_start, range_end and
 // exclusions, which the store does not know, may narrow it.
 import { formatAddr, parseCidr, sizeOf } from './addr.ts';
 import { DEFAULT_FILE_STORE_DIR, FileStore } from './store/file.ts';
-import type { PoolRecord } from './store/types.ts';
+import { isClaimName, roleOf } from './shards.ts';
+import type { IpamStore, PoolRecord, Versioned } from './store/types.ts';
 
 const USAGE = `usage: underlay ipam ls [--json] [--dir DIR]
        underlay ipam show POOL [--json] [--dir DIR]
@@ -47,17 +49,34 @@ function table(rows: ReadonlyArray<ReadonlyArray<string>>): string {
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
+/** The stored pools, each with its shard records (one record for a pool that is not sharded). */
+async function readPools(store: IpamStore): Promise<Map<string, Array<Versioned<PoolRecord>>>> {
+  const pools = new Map<string, Array<Versioned<PoolRecord>>>();
+  for (const name of (await store.listPools()).sort()) {
+    const role = roleOf(name);
+    if (role.kind !== 'shard') continue;
+    const snapshot = await store.readPool(name);
+    if (!snapshot) continue;
+    const records = pools.get(role.pool) ?? [];
+    // Shard 0 (the pool's own name) first: its version is the one shown.
+    if (role.shard === 0n) records.unshift(snapshot);
+    else records.push(snapshot);
+    pools.set(role.pool, records);
+  }
+  return pools;
+}
+
 async function list(options: Options): Promise<number> {
   const store = new FileStore(options.dir);
   const pools = [];
-  for (const name of (await store.listPools()).sort()) {
-    const snapshot = await store.readPool(name);
-    if (!snapshot) continue;
-    const used = BigInt(Object.keys(snapshot.value.allocations).length);
-    const capacity = capacityOf(snapshot.value);
-    pools.push({ name, range: snapshot.value.range, used, free: capacity > used ? capacity - used : 0n, version: snapshot.version });
+  for (const [name, records] of [...(await readPools(store))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const first = records[0]!;
+    const used = BigInt(records.reduce((sum, r) => sum + Object.keys(r.value.allocations).length, 0));
+    const capacity = capacityOf(first.value);
+    pools.push({ name, range: first.value.range, used, free: capacity > used ? capacity - used : 0n, version: first.version });
   }
-  const reservations = (await store.listReservations()).length;
+  const all = await store.listReservations();
+  const reservations = all.filter((n) => !isClaimName(n)).length;
   if (options.json) {
     const out = { dir: options.dir, pools: pools.map((p) => ({ ...p, used: jsonCount(p.used), free: jsonCount(p.free) })), reservations };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -79,13 +98,15 @@ async function show(options: Options): Promise<number> {
     return 2;
   }
   const store = new FileStore(options.dir);
-  const snapshot = await store.readPool(name);
-  if (!snapshot) {
+  const records = (await readPools(store)).get(name);
+  const snapshot = records?.[0];
+  if (!records || !snapshot) {
     process.stderr.write(`underlay ipam: no pool ${JSON.stringify(name)} in ${options.dir} ("underlay ipam ls" lists them)\n`);
     return 1;
   }
   const cidr = parseCidr(snapshot.value.range);
-  const leases = Object.entries(snapshot.value.allocations)
+  const leases = records
+    .flatMap((r) => Object.entries(r.value.allocations))
     .map(([key, a]) => ({ offset: BigInt(key), a }))
     .sort((x, y) => (x.offset < y.offset ? -1 : x.offset > y.offset ? 1 : 0))
     .map(({ offset, a }) => ({

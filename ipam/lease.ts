@@ -33,10 +33,10 @@ export interface Lease {
 
 type Holder = Pick<Claimant, 'podref' | 'ifname'>;
 
-const holds = (reservation: Reservation, who: Holder): boolean =>
+export const holds = (reservation: Reservation, who: Holder): boolean =>
   reservation.podref === who.podref && (reservation.ifname === undefined || reservation.ifname === who.ifname);
 
-const reservationOf = (target: PoolTarget, offset: bigint): string =>
+export const reservationOf = (target: PoolTarget, offset: bigint): string =>
   reservationName(target.networkName, target.range.family, target.range.network + offset);
 
 async function readPool(store: IpamStore, target: PoolTarget): Promise<{ pool: PoolRecord; version: string | undefined }> {
@@ -52,7 +52,7 @@ async function readPool(store: IpamStore, target: PoolTarget): Promise<{ pool: P
 const RENEW_AFTER_MS = 60_000;
 
 /** Creates the reservation, or finds it already this pod's ('ours') or another's ('taken'). */
-async function claim(store: IpamStore, name: string, who: Claimant, now: string): Promise<'created' | 'ours' | 'taken'> {
+export async function claim(store: IpamStore, name: string, who: Claimant, now: string): Promise<'created' | 'ours' | 'taken'> {
   const mine: Reservation = { containerid: who.id, podref: who.podref, ifname: who.ifname, since: now };
   for (let i = 0; i < 8; i++) {
     const found = await store.readReservation(name);
@@ -71,7 +71,7 @@ async function claim(store: IpamStore, name: string, who: Claimant, now: string)
 }
 
 /** Deletes the reservation if it is still `who`'s; leaves another pod's alone. */
-async function unclaim(store: IpamStore, name: string, who: Holder, deadline: number): Promise<void> {
+export async function unclaim(store: IpamStore, name: string, who: Holder, deadline: number): Promise<void> {
   await withRetries(`ipam: reservation ${name}`, deadline, async () => {
     const found = await store.readReservation(name);
     if (!found || !holds(found.value, who)) return undefined;
@@ -79,7 +79,7 @@ async function unclaim(store: IpamStore, name: string, who: Holder, deadline: nu
   });
 }
 
-function exhausted(target: PoolTarget, reservedElsewhere: number): CniError {
+export function exhausted(target: PoolTarget, reservedElsewhere: number): CniError {
   const { range } = target;
   const elsewhere = reservedElsewhere > 0 ? `, ${reservedElsewhere} of them reserved by overlapping ranges` : '';
   return new CniError(
@@ -130,7 +130,7 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
 }
 
 /** After the swap: is the reservation still this pod's? (Re-created if GC removed it meanwhile.) */
-async function stillOurs(store: IpamStore, name: string, who: Claimant, now: string): Promise<boolean> {
+export async function stillOurs(store: IpamStore, name: string, who: Claimant, now: string): Promise<boolean> {
   const found = await store.readReservation(name);
   if (found) return holds(found.value, who);
   return (await claim(store, name, who, now)) !== 'taken';

@@ -12,6 +12,8 @@ import { acquire, release, rollback, type Lease, type PoolTarget } from './lease
 import { poolName } from './names.ts';
 import { cidrAt } from './ranges.ts';
 import { collectGarbage } from './reconcile.ts';
+import { acquireSharded, findSharded, lowestFreeSharded, releaseSharded, rollbackSharded } from './sharded.ts';
+import { isSharded } from './shards.ts';
 import { operationDeadline } from './retry.ts';
 import { IPAM_ARGS } from './static.ts';
 import { openStore } from './store/open.ts';
@@ -82,12 +84,15 @@ async function add(inv: Invocation): Promise<Result> {
   const deadline = operationDeadline();
   const leases: Array<[PoolTarget, Lease]> = [];
   try {
-    for (const target of targetsOf(config)) leases.push([target, await acquire(store, target, who, deadline)]);
+    for (const target of targetsOf(config)) {
+      const take = isSharded(target.range) ? acquireSharded : acquire;
+      leases.push([target, await take(store, target, who, deadline)]);
+    }
   } catch (err) {
     // A failed ADD keeps nothing: the leases taken for earlier ranges go back.
     for (const [target, lease] of leases.reverse()) {
       try {
-        await rollback(store, target, lease, who, operationDeadline());
+        await (isSharded(target.range) ? rollbackSharded : rollback)(store, target, lease, who, operationDeadline());
       } catch (undo) {
         log.warn(`ADD failed and its lease in pool ${target.name} could not be returned: ${undo instanceof Error ? undo.message : String(undo)}`);
       }
@@ -103,7 +108,7 @@ async function del(inv: Invocation): Promise<void> {
   const who = claimantOf(inv);
   const deadline = operationDeadline();
   for (const target of targetsOf(opened.config)) {
-    const released = await release(opened.store, target, who, deadline);
+    const released = await (isSharded(target.range) ? releaseSharded : release)(opened.store, target, who, deadline);
     if (released.length === 0) log.debug(`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
   }
 }
@@ -114,11 +119,13 @@ async function check(inv: Invocation): Promise<void> {
   if (inv.conf.prevResult === undefined) throw new CniError(Code.InvalidConfig, 'invalid network config: prevResult is missing: CHECK compares the leases with it');
   const previous = parseResult(inv.conf.prevResult, inv.cniVersion, 'prevResult');
   const listed = new Set((previous.ips ?? []).map((ip) => normalCidr(ip.address)));
-  const { id, ifname } = claimantOf(inv);
+  const who = claimantOf(inv);
+  const { id, ifname } = who;
   for (const target of targetsOf(config)) {
-    const snapshot = await store.readPool(target.name);
-    const key = snapshot && findByContainer(snapshot.value, id, ifname);
-    if (key === undefined || key === null) {
+    let key: bigint | string | undefined;
+    if (isSharded(target.range)) key = await findSharded(store, target, who);
+    else key = findByContainer((await store.readPool(target.name))?.value ?? emptyPool(target.range), id, ifname);
+    if (key === undefined) {
       throw new CniError(Code.UnknownContainer, `CHECK: container ${id} interface ${ifname} holds no lease in pool ${target.name} (${target.range.field}.range ${JSON.stringify(target.range.source)})`);
     }
     const address = cidrAt(target.range, BigInt(key));
@@ -154,8 +161,8 @@ async function status(inv: Invocation): Promise<void> {
   for (const target of targetsOf(config)) {
     let free: bigint | undefined;
     try {
-      const snapshot = await store.readPool(target.name);
-      free = lowestFree(snapshot?.value ?? emptyPool(target.range), target.range);
+      if (isSharded(target.range)) free = await lowestFreeSharded(store, target, operationDeadline());
+      else free = lowestFree((await store.readPool(target.name))?.value ?? emptyPool(target.range), target.range);
     } catch (err) {
       throw new CniError(Code.NotAvailable, `ipam: cannot read pool ${target.name} from the ${store.description}: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -6,6 +6,9 @@
 import { log } from '../lib/log.ts';
 import { applyChange, planCollect } from './allocator.ts';
 import { dropReservations, type PoolTarget } from './lease.ts';
+import { ensureIndex } from './migrate.ts';
+import { forgetReleased } from './sharded.ts';
+import { hintsOf, indexName, isClaimOf, isSharded, roleOf, shardName, shardOf } from './shards.ts';
 import { poolName, reservationAddress } from './names.ts';
 import { offsetOf } from './ranges.ts';
 import { parseCidr } from './addr.ts';
@@ -36,24 +39,72 @@ export async function collectGarbage(
   now = Date.now(),
 ): Promise<GcOutcome> {
   let released = 0;
+  let orphansRemoved = 0;
   const seen = new Set<string>();
   for (const target of targets) {
     if (seen.has(target.name)) continue;
     seen.add(target.name);
-    const gone = await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
-      const snapshot = await store.readPool(target.name);
-      if (!snapshot) return [];
-      const change = planCollect(snapshot.value, network, valid);
-      if (change.remove.length === 0) return [];
-      if (!(await store.writePool(target.name, applyChange(snapshot.value, change), snapshot.version))) return CONFLICT;
-      return change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.value.allocations[key]!]);
-    });
-    for (const [, allocation] of gone) log.info(`GC: released a lease of ${allocation.podref} (${allocation.id} ${allocation.ifname ?? ''}) in pool ${target.name}`);
-    await dropReservations(store, target, gone, deadline);
-    released += gone.length;
+    const sharded = isSharded(target.range);
+    if (sharded && (await store.readPool(target.name)) !== undefined) await ensureIndex(store, target, deadline);
+    const names = sharded ? await shardsOf(store, target.name) : [target.name];
+    for (const name of names) {
+      const gone = await collectRecord(store, name, network, valid, deadline);
+      for (const [, allocation] of gone) log.info(`GC: released a lease of ${allocation.podref} (${allocation.id} ${allocation.ifname ?? ''}) in pool ${name}`);
+      if (sharded) await forgetReleased(store, target, gone, deadline);
+      else await dropReservations(store, target, gone, deadline);
+      released += gone.length;
+    }
+    if (sharded) orphansRemoved += await repairIndexAndClaims(store, target, deadline, now);
   }
-  const orphansRemoved = targets.some((t) => t.overlapping) ? await removeOrphans(store, targets, deadline, now) : 0;
+  if (targets.some((t) => t.overlapping)) orphansRemoved += await removeOrphans(store, targets, deadline, now);
   return { released, orphansRemoved };
+}
+
+/** The shard records of a sharded pool that exist, shard 0 (the pool's own name) included. */
+async function shardsOf(store: IpamStore, pool: string): Promise<string[]> {
+  return (await store.listPools()).filter((name) => {
+    const role = roleOf(name);
+    return role.kind === 'shard' && role.pool === pool;
+  });
+}
+
+async function collectRecord(
+  store: IpamStore, name: string, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
+): Promise<Array<[bigint, Allocation]>> {
+  return withRetries(`ipam: pool ${name}`, deadline, async () => {
+    const snapshot = await store.readPool(name);
+    if (!snapshot) return [];
+    const change = planCollect(snapshot.value, network, valid);
+    if (change.remove.length === 0) return [];
+    if (!(await store.writePool(name, applyChange(snapshot.value, change), snapshot.version))) return CONFLICT;
+    return change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.value.allocations[key]!]);
+  });
+}
+
+/**
+ * The hints are reset (a hint left too high by a crashed DEL would skip free addresses; none at all
+ * only costs an ADD a few reads), and old claims whose lease is gone are removed: an ADD killed between
+ * its claim and its shard write, or a lease released by whereabouts. Young ones may be an ADD in flight.
+ */
+async function repairIndexAndClaims(store: IpamStore, target: PoolTarget, deadline: number, now: number): Promise<number> {
+  await withRetries(`ipam: index ${indexName(target.name)}`, deadline, async () => {
+    const index = await store.readPool(indexName(target.name));
+    if (!index || Object.keys(hintsOf(index.value)).length === 0) return undefined;
+    return (await store.writePool(indexName(target.name), { ...index.value, hints: {} }, index.version)) ? undefined : CONFLICT;
+  });
+  let removed = 0;
+  const grace = orphanGraceMs();
+  for (const name of (await store.listReservations()).filter((n) => isClaimOf(target.name, n))) {
+    const found = await store.readReservation(name);
+    if (!found) continue;
+    const since = found.value.since ? Date.parse(found.value.since) : Number.NaN;
+    if (Number.isFinite(since) && now - since < grace) continue;
+    const offset = found.value.offset;
+    const held = offset && /^\d+$/.test(offset) ? (await store.readPool(shardName(target.name, shardOf(BigInt(offset)))))?.value.allocations[offset] : undefined;
+    if (held && held.podref === found.value.podref) continue;
+    if (await store.deleteReservation(name, found.version)) removed++;
+  }
+  return removed;
 }
 
 /** Every pool of the network_name scope, not only this config's: an overlapping one may hold the lease. */
@@ -61,7 +112,9 @@ async function poolsInScope(store: IpamStore, networkName: string): Promise<Pool
   const pools: PoolRecord[] = [];
   for (const name of await store.listPools()) {
     const snapshot = await store.readPool(name);
-    if (snapshot && poolName(networkName, snapshot.value.range) === name) pools.push(snapshot.value);
+    // Shards of a big pool too: each holds its own offsets, with the pool's range.
+    const role = roleOf(name);
+    if (snapshot && role.kind === 'shard' && poolName(networkName, snapshot.value.range) === role.pool) pools.push(snapshot.value);
   }
   return pools;
 }

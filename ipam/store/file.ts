@@ -20,7 +20,6 @@
 // The critical section is synchronous on purpose: no other code of this process runs while the lock is
 // held, so two connections of one process never wait on each other (which would deadlock a thread
 // that blocks in SQLite's busy handler).
-import { randomBytes } from 'node:crypto';
 import {
   accessSync, closeSync, constants, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
@@ -33,6 +32,10 @@ import { StoreUnavailable, type IpamStore, type PoolRecord, type Reservation, ty
 export const DEFAULT_FILE_STORE_DIR = '/var/lib/cni/underlay/ipam';
 // Short: a holder needs milliseconds; a longer wait is retried by the IPAM within its deadline.
 const LOCK_TIMEOUT_MS = 2_000;
+
+/** Random hex for temp names and reservation versions: uniqueness, not secrecy (no node:crypto load). */
+const randomHex = (bytes: number): string =>
+  Array.from({ length: bytes }, () => Math.floor(Math.random() * 256).toString(16).padStart(2, '0')).join('');
 
 const errnoOf = (err: unknown): string | undefined =>
   err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
@@ -66,7 +69,7 @@ function fsyncDir(dir: string): void {
 
 /** Writes a new file next to `path`, made durable before it is visible: temp, fsync, then `publish`. */
 function writeDurably(path: string, text: string, publish: (temp: string) => void): void {
-  const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const temp = `${path}.tmp-${process.pid}-${randomHex(4)}`;
   try {
     const fd = openSync(temp, 'wx', 0o600);
     try {
@@ -254,7 +257,7 @@ export class FileStore implements IpamStore {
     let created = false;
     try {
       // link(2) fails when the name exists: create-if-absent, atomic, and the content is complete first.
-      writeDurably(path, encode(randomBytes(8).toString('hex'), reservation), (temp) => {
+      writeDurably(path, encode(randomHex(8), reservation), (temp) => {
         try {
           linkSync(temp, path);
           created = true;

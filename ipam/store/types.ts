@@ -33,6 +33,8 @@ export const ReservationSchema = z.looseObject({
   ifname: z.optional(z.string()),
   /** Ours: when it was created; GC leaves younger orphans alone, they may belong to an ADD in flight. */
   since: z.optional(z.string()),
+  /** Ours, claims only (ipam/shards.ts): the decimal offset of the lease a (pool, podref, ifname) holds. */
+  offset: z.optional(z.string()),
 });
 export type Reservation = z.infer<typeof ReservationSchema>;
 

@@ -3,6 +3,8 @@
 //    empties the pool and its reservations.
 //  - 200 concurrent ADDs, some killed with SIGKILL at random moments: the pool file parses, no address
 //    is held twice, and GC with the survivors' attachments leaves exactly their leases.
+//  - The same on a pool in shards (a /21 whose range crosses the shard boundary): no address twice
+//    across the shard records, every survivor's lease where its answer says, GC exact, claims exact.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -113,5 +115,46 @@ describe.skipIf(!built)('IPAM executable under concurrency', () => {
     const after = poolFile(dir, '10.101.0.0-22');
     expect(Object.values(after.allocations).map((a) => a.id).sort()).toEqual(survivors.map(({ id }) => id).sort());
     expect(reservations(dir).map((f) => f.slice(0, -5)).sort()).toEqual(answered.map((a) => a.split('/')[0]).sort());
+  }, 600_000);
+
+  it('survives kill -9 during 200 concurrent ADDs on a pool in shards, across the shard boundary', async () => {
+    const dir = tempStoreDir();
+    // Offsets 868..1067 of 10.102.0.0/21: shard 0 ends at 1023 (10.102.3.255).
+    const config = { cniVersion: '1.1.0', name: 'shards', type: 'whereabouts', ipam: { type: 'whereabouts', range: '10.102.0.0/21', range_start: '10.102.3.100', file_store_dir: dir } };
+    const runs = Array.from({ length: 200 }, (_, i) => call('ADD', config, `s${i}`));
+    const victims = new Set<number>();
+    while (victims.size < 60) victims.add(Math.floor(Math.random() * runs.length));
+    await Promise.all([...victims].map(async (i) => {
+      await new Promise((r) => setTimeout(r, Math.random() * 4000));
+      runs[i]!.kill();
+    }));
+    await Promise.all(runs.map((r) => r.done));
+    const survivors = runs.map((run, i) => ({ run, id: `s${i}` })).filter(({ run }) => run.code === 0);
+    expect(runs.filter((run) => run.signal === null && run.code !== 0).map((r) => r.stdout)).toEqual([]);
+    expect(survivors.length).toBeGreaterThan(0);
+
+    const union = () => {
+      const shards = [poolFile(dir, '10.102.0.0-21'), ...(existsSync(join(dir, 'pools', '10.102.0.0-21-s1.json')) ? [poolFile(dir, '10.102.0.0-21-s1')] : [])];
+      return shards.flatMap((p) => Object.entries(p.allocations));
+    };
+    const held = union();
+    expect(new Set(held.map(([key]) => key)).size).toBe(held.length); // no offset in two records
+    expect(new Set(held.map(([, a]) => a.id)).size).toBe(held.length);
+    const answered = survivors.map(({ run }) => addressOf(run));
+    expect(new Set(answered).size).toBe(answered.length);
+    const byKey = new Map(held);
+    for (const { run, id } of survivors) {
+      const offset = addressOf(run).split('/')[0]!.split('.').reduce((acc, o) => acc * 256 + Number(o), 0) - (10 * 2 ** 24 + 102 * 2 ** 16);
+      expect(byKey.get(String(offset))?.id).toBe(id);
+    }
+
+    const gcConfig = { ...config, 'cni.dev/valid-attachments': survivors.map(({ id }) => ({ containerID: id, ifname: 'net1' })) };
+    const gc = call('GC', gcConfig, 'gc', { UNDERLAY_IPAM_ORPHAN_GRACE_MS: '0' });
+    await gc.done;
+    expect([gc.code, gc.stdout]).toEqual([0, '']);
+    expect(union().map(([, a]) => a.id).sort()).toEqual(survivors.map(({ id }) => id).sort());
+    const left = reservations(dir).map((f) => f.slice(0, -5));
+    expect(left.filter((f) => !f.includes('.claim.')).sort()).toEqual(answered.map((a) => a.split('/')[0]).sort());
+    expect(left.filter((f) => f.includes('.claim.'))).toHaveLength(survivors.length);
   }, 600_000);
 });

@@ -1,0 +1,81 @@
+// A big pool's first touch by the sharded code: a whole-range record written before sharding (by an
+// earlier Underlay, or by whereabouts) holds leases at any offset in the record named like shard 0.
+// Migration moves them where the sharded code looks, then creates the index; nothing is allocated in a
+// big pool before its index exists, so no ADD can pick an address that a legacy entry still holds.
+//   1. Copy every lease owned by shard k > 0 into shard k (CAS, merged: an offset already there is
+//      kept, never overwritten).
+//   2. Create the claim of every lease (create-if-absent), so idempotent ADD and DEL find it.
+//   3. Remove the copied leases from shard 0 (CAS; only those the shard holds with the same container).
+//   4. Create the index.
+// Every step is idempotent, so a crash anywhere just lets the next operation redo the rest; a lease is
+// always in shard 0, its own shard, or both (the same lease), so it is never lost or handed out. Two
+// migrators racing with a DEL can at worst copy back a lease that was just released (a leak GC clears).
+// The claims make this one-time step cost one small write per legacy lease.
+import { Code, CniError } from '../lib/cni/errors.ts';
+import { applyChange, emptyPool } from './allocator.ts';
+import type { PoolTarget } from './lease.ts';
+import { CONFLICT, withRetries } from './retry.ts';
+import { byShard, claimName, emptyIndex, indexName, shardName } from './shards.ts';
+import { StoreUnavailable, type Allocation, type IpamStore, type PoolRecord, type Versioned } from './store/types.ts';
+
+export interface ShardSnapshot {
+  pool: PoolRecord;
+  /** undefined: the shard was never written (create-if-absent on the next write). */
+  version: string | undefined;
+}
+
+/** One shard as the allocator sees it; a missing shard is an empty one. */
+export async function readShard(store: IpamStore, target: PoolTarget, shard: bigint): Promise<ShardSnapshot> {
+  const name = shardName(target.name, shard);
+  const snapshot = await store.readPool(name);
+  if (!snapshot) return { pool: emptyPool(target.range), version: undefined };
+  if (snapshot.value.range !== target.range.cidr) {
+    throw new CniError(Code.IoFailure, `pool ${name} in the ${store.description} holds range ${snapshot.value.range}, not ${target.range.cidr}`);
+  }
+  return { pool: snapshot.value, version: snapshot.version };
+}
+
+/** The pool's index, after migrating a legacy record if there is no index yet. */
+export async function ensureIndex(store: IpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord>> {
+  const name = indexName(target.name);
+  const found = await store.readPool(name);
+  if (found) return found;
+  await migrate(store, target, deadline);
+  await store.writePool(name, emptyIndex(target.range), undefined); // false: another migrator made it
+  const made = await store.readPool(name);
+  if (!made) throw new StoreUnavailable(`index ${name} vanished just after it was created`);
+  return made;
+}
+
+async function migrate(store: IpamStore, target: PoolTarget, deadline: number): Promise<void> {
+  const legacy = (await readShard(store, target, 0n)).pool;
+  const groups = byShard(legacy);
+  const copied: string[] = [];
+  for (const [shard, keys] of groups) {
+    if (shard === 0n) continue;
+    await withRetries(`ipam: pool ${shardName(target.name, shard)}`, deadline, async () => {
+      const current = await readShard(store, target, shard);
+      const set: Array<[string, Allocation]> = [];
+      for (const key of keys) {
+        if (current.pool.allocations[key] === undefined) set.push([key, legacy.allocations[key]!]);
+      }
+      if (set.length > 0 && !(await store.writePool(shardName(target.name, shard), applyChange(current.pool, { set, remove: [] }), current.version))) {
+        return CONFLICT;
+      }
+      copied.push(...keys);
+      return undefined;
+    });
+  }
+  const since = new Date().toISOString();
+  for (const [key, a] of Object.entries(legacy.allocations)) {
+    if (!/^\d+$/.test(key)) continue;
+    await store.createReservation(claimName(target.name, a.podref, a.ifname ?? ''), { containerid: a.id, podref: a.podref, ifname: a.ifname, since, offset: key });
+  }
+  if (copied.length === 0) return;
+  await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+    const current = await readShard(store, target, 0n);
+    const remove = copied.filter((key) => current.pool.allocations[key] !== undefined && current.pool.allocations[key]!.id === legacy.allocations[key]!.id);
+    if (remove.length === 0) return undefined;
+    return (await store.writePool(target.name, applyChange(current.pool, { set: [], remove }), current.version)) ? undefined : CONFLICT;
+  });
+}

@@ -1,0 +1,54 @@
+// The pure side of sharding: record names, the span each shard owns, and the index hints.
+import { describe, expect, it } from 'vitest';
+import { lowestFree } from '../../ipam/allocator.ts';
+import { resolveRange } from '../../ipam/ranges.ts';
+import {
+  byShard, claimName, clip, emptyIndex, fingerprint, indexName, isClaimName, isSharded, lowerHints, nextShard, raiseHint, roleOf, shardName, startShard,
+} from '../../ipam/shards.ts';
+
+describe('shard layout', () => {
+  it('keeps pools of up to 1024 addresses in one record and cuts bigger ones', () => {
+    expect(isSharded(resolveRange({ range: '10.0.0.0/22' }, 'ipam'))).toBe(false);
+    expect(isSharded(resolveRange({ range: '10.0.0.0/21' }, 'ipam'))).toBe(true);
+    expect(isSharded(resolveRange({ range: 'fd00::/118' }, 'ipam'))).toBe(false);
+    expect(isSharded(resolveRange({ range: 'fd00::/64' }, 'ipam'))).toBe(true);
+  });
+
+  it('names shard 0 like the whereabouts pool and the others so they parse back', () => {
+    expect(shardName('10.64.0.0-16', 0n)).toBe('10.64.0.0-16');
+    expect(shardName('blue-10.64.0.0-16', 63n)).toBe('blue-10.64.0.0-16-s63');
+    expect(roleOf('blue-10.64.0.0-16-s63')).toEqual({ kind: 'shard', pool: 'blue-10.64.0.0-16', shard: 63n });
+    expect(roleOf('10.64.0.0-16')).toEqual({ kind: 'shard', pool: '10.64.0.0-16', shard: 0n });
+    expect(roleOf(indexName('fd00---64'))).toEqual({ kind: 'index', pool: 'fd00---64' });
+    const claim = claimName('10.64.0.0-16', 'ns/pod', 'net1');
+    expect(claim).toMatch(/^10\.64\.0\.0-16\.claim\.[0-9a-f]{32}$/);
+    expect(claim).not.toBe(claimName('10.64.0.0-16', 'ns/pod', 'net2'));
+    expect(isClaimName(claim)).toBe(true);
+    // Kubernetes object names (DNS-1123 subdomain) for every record of a pool.
+    for (const name of [shardName('10.64.0.0-16', 5n), indexName('10.64.0.0-16'), claim]) expect(name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+  });
+
+  it('clips the allocatable segments to a shard and skips shards with none', () => {
+    const range = resolveRange({ range: '10.0.0.0/16', exclude: ['10.0.4.0/22', '10.0.8.0/21'] }, 'ipam', { family: 4, value: 0x0a000001n });
+    expect(clip(range, 0n).segments.map((s) => [s.start, s.end])).toEqual([[2n, 1023n]]);
+    expect(nextShard(range, 1n)).toBe(4n); // shard 1 is 10.0.4.0/22, shards 2 and 3 are 10.0.8.0/21: excluded
+    expect(nextShard(range, 4n)).toBe(4n);
+    expect(clip(range, 63n).segments.map((s) => [s.start, s.end])).toEqual([[64512n, 65534n]]); // no broadcast
+    expect(nextShard(range, 64n)).toBeUndefined();
+    expect(lowestFree({ range: range.cidr, allocations: {} }, clip(range, 1n))).toBeUndefined();
+    expect(byShard({ range: range.cidr, allocations: { 5: { id: 'a', podref: 'a' }, 2000: { id: 'b', podref: 'b' } } })).toEqual(new Map([[0n, ['5']], [1n, ['2000']]]));
+  });
+
+  it('keeps one hint per config, raised by ADD and lowered for all by DEL', () => {
+    const whole = resolveRange({ range: '10.0.0.0/16' }, 'ipam');
+    const upper = resolveRange({ range: '10.0.0.0/16', range_start: '10.0.128.0' }, 'ipam');
+    expect(fingerprint(whole)).not.toBe(fingerprint(upper));
+    let index = emptyIndex(whole);
+    expect(startShard(index, whole)).toBe(0n);
+    expect(startShard(index, upper)).toBe(32n); // never before the range's first shard
+    index = raiseHint(raiseHint(index, whole, 40n), upper, 50n);
+    expect([startShard(index, whole), startShard(index, upper)]).toEqual([40n, 50n]);
+    index = lowerHints(index, 45n);
+    expect([startShard(index, whole), startShard(index, upper)]).toEqual([40n, 45n]);
+  });
+});
