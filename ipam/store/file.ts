@@ -24,7 +24,7 @@ import {
   accessSync, closeSync, constants, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { Code, CniError } from '../../lib/cni/errors.ts';
 import { SAFE_NAME } from '../names.ts';
 import { StoreUnavailable, type IpamStore, type PoolRecord, type Reservation, type Versioned } from './types.ts';
@@ -176,7 +176,8 @@ export class FileStore implements IpamStore {
     let db: DatabaseSync;
     try {
       closeSync(openSync(lockPath, 'a', 0o600)); // created 0600 before SQLite would create it 0644
-      db = new DatabaseSync(lockPath, { timeout: this.lockTimeoutMs });
+      // node:sqlite is loaded on the first write only: reads (CHECK, STATUS, the CLI) never lock.
+      db = new (process.getBuiltinModule('node:sqlite').DatabaseSync)(lockPath, { timeout: this.lockTimeoutMs });
     } catch (err) {
       throw ioError('open lock', lockPath, err);
     }

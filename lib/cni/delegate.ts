@@ -1,7 +1,6 @@
 // Delegation to an IPAM plugin (spec §4): find `ipam.type` in CNI_PATH and exec it with our environment
 // and the whole stdin config. When the file found is this very executable and the type is one of our
 // own IPAMs, call it in-process instead: one Node start-up per ADD, not two.
-import { spawn } from 'node:child_process';
 import { accessSync, constants, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { Code, CniError, showValue } from './errors.ts';
@@ -55,7 +54,7 @@ const EXEC_DEADLINE_MS = Number(process.env.UNDERLAY_DELEGATE_DEADLINE_MS) || 15
 
 function execOnce(file: string, verb: Verb, stdin: string): Promise<ExecOutcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env: { ...process.env, CNI_COMMAND: verb }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = process.getBuiltinModule('node:child_process').spawn(file, [], { env: { ...process.env, CNI_COMMAND: verb }, stdio: ['pipe', 'pipe', 'inherit'] });
     // If the runtime gives up on us, the IPAM must not go on alone and finish an allocation nobody
     // will ever release: pass the signal on, then let it end us as it would have.
     const forward = (signal: NodeJS.Signals) => {

@@ -1,7 +1,6 @@
 // iproute2 is our netlink: `ip -j` to read, `ip -batch -` to write many changes in one spawn.
 // `ip -n` only takes names under /run/netns, and CNI_NETNS is any path (/proc/PID/ns/net, a bind
 // mount), so work inside a pod's namespace goes through `nsenter --net=PATH`.
-import { spawnSync } from 'node:child_process';
 import * as z from 'zod/mini';
 import { Code, CniError, showValue } from '../cni/errors.ts';
 import { log } from '../log.ts';
@@ -36,7 +35,9 @@ export function run(argv: ReadonlyArray<string>, options: RunOptions = {}): stri
   const full = options.netns ? ['nsenter', `--net=${options.netns}`, '--', ...argv] : [...argv];
   spawnCount++;
   const started = Date.now();
-  const out = spawnSync(full[0]!, full.slice(1), { input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 << 20 });
+  // Loaded on first use: node:child_process (with node:net under it) costs ~7 ms to load, which an
+  // invocation that never spawns (our IPAM exec'd by another plugin) should not pay.
+  const out = process.getBuiltinModule('node:child_process').spawnSync(full[0]!, full.slice(1), { input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 << 20 });
   log.debug(`ran ${full.join(' ')} (${Date.now() - started} ms, status ${out.status})`);
   if (out.error) throw new IpError(`cannot run ${full[0]}`, out.error.message);
   if (out.status !== 0) throw new IpError(describe(argv, options, out.stderr), out.stderr || out.stdout, out.status);
