@@ -38,6 +38,9 @@ async function add(inv: Invocation): Promise<Result> {
   if (!atLeast(inv.cniVersion, '0.3.0') && !wantsIpam(inv)) {
     throw new CniError(Code.IncompatibleVersion, `cniVersion ${inv.cniVersion} results need an IP address; a macvlan without ipam needs cniVersion 0.3.0 or later`);
   }
+  // Chained after another plugin, ADD must pass the earlier result on with its own added (spec §3).
+  const prev: Result = inv.conf.prevResult === undefined ? {} : parseResult(inv.conf.prevResult, inv.cniVersion, 'prevResult');
+  const ourIndex = prev.interfaces?.length ?? 0;
   const temporaryName = temporaryLinkName();
   const undo = new Undo();
   return undo.guard(async () => {
@@ -50,7 +53,7 @@ async function add(inv: Invocation): Promise<Result> {
       undo.push('the IPAM lease', () => delegateIpam('DEL', inv));
       if (!ipam.ips?.length) throw new CniError(Code.Internal, `IPAM plugin ${inv.conf.ipam?.type} returned missing IP config`);
     }
-    const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: 0 }));
+    const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: ourIndex }));
     const link = configurePodInterface({
       netns,
       temporaryName,
@@ -61,10 +64,10 @@ async function add(inv: Invocation): Promise<Result> {
     });
     const dns = inv.conf.dns && Object.keys(inv.conf.dns).length > 0 ? inv.conf.dns : ipam.dns;
     return {
-      interfaces: [{ name: ifName, mac: link.address, sandbox: netns }],
-      ips,
-      routes: ipam.routes,
-      dns,
+      interfaces: [...(prev.interfaces ?? []), { name: ifName, mac: link.address, sandbox: netns }],
+      ips: [...(prev.ips ?? []), ...ips],
+      routes: [...(prev.routes ?? []), ...(ipam.routes ?? [])],
+      dns: dns ?? prev.dns,
     };
   });
 }

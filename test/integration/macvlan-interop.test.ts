@@ -109,3 +109,23 @@ describe('parity of the ADD result with the reference macvlan', () => {
     expect({ ...(shape(a.add.json) as object), cniVersion: '' }).toEqual({ ...(shape(b.add.json) as object), cniVersion: '' });
   });
 });
+
+describe('chained after another interface plugin', () => {
+  it('ADD passes prevResult on, with its own interface appended and indexed', async () => {
+    const netns = lab.netns('prv');
+    const prevResult = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', mac: '02:00:00:00:01:01', sandbox: netns }],
+      ips: [{ address: '192.0.2.5/24', gateway: '192.0.2.1', interface: 0 }],
+      routes: [{ dst: '0.0.0.0/0', gw: '192.0.2.1' }],
+    };
+    const config = { cniVersion: '1.0.0', name: 'interop', type: 'macvlan', master, ipam: whereabouts('10.84.0.0/24'), prevResult };
+    const add = await cni('macvlan', { command: 'ADD', config, containerId: 'prv', netns, ifName: 'net1', args: 'K8S_POD_NAMESPACE=io;K8S_POD_NAME=prv' });
+    expect(add.exitCode, add.stdout).toBe(0);
+    expect(add.json).toMatchObject({
+      interfaces: [{ name: 'eth0' }, { name: 'net1', sandbox: netns }],
+      ips: [{ address: '192.0.2.5/24', interface: 0 }, { address: '10.84.0.2/24', interface: 1 }],
+      routes: [{ dst: '0.0.0.0/0', gw: '192.0.2.1' }],
+    });
+  });
+});
