@@ -40,6 +40,7 @@ export const temporaryLinkName = (): string => `ul${Math.floor(Math.random() * 0
 export const netnsGone = (netns: string): boolean => !existsSync(netns);
 
 const NOT_OF_KIND = 3;
+const DAD_FAILED = 4;
 
 /**
  * Deletes the link `name` if it is of `kind` (say "macvlan"); true when it was deleted. DEL must not
@@ -110,13 +111,20 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
   // Names reach the script only as arguments ("$1", "$@"), never inside its text: an interface may
   // legally be called "a;b". sysctl writes are shell built-ins (no extra process); a missing file
   // (IPv6 off) is not an error.
+  // As the reference's ConfigureIface: with an IPv6 gateway, wait (up to 5 s) until duplicate address
+  // detection has settled, or the pod starts unable to reach it; a duplicate fails the ADD.
+  const waitForDad = plan.ips.some((ip) => familyOf(ip.address) === 6 && ip.gateway !== undefined);
   const script = [
-    'ifname=$1; shift',
+    'ifname=$1 waitdad=$2; shift 2',
     'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; { echo "$v" > "$f"; } 2>/dev/null; done',
     'ip -batch - || exit 1',
+    'if [ -n "$waitdad" ]; then n=0; while pending=$(ip -6 -o addr show dev "$ifname" tentative) && [ -n "$pending" ]; do',
+    `  case "$pending" in *dadfailed*) echo "an IPv6 address of $ifname is already in use on the network (DAD failed)" >&2; exit ${DAD_FAILED};; esac`,
+    `  n=$((n+1)); [ $n -le 50 ] || { echo "IPv6 address on $ifname still tentative after 5 s" >&2; exit ${DAD_FAILED}; }`,
+    '  sleep 0.1; done; fi',
     'exec ip -j -d addr show dev "$ifname"',
   ].join('\n');
-  const out = run(['sh', '-c', script, 'sh', plan.ifName, ...sysctlFiles(plan)], { netns: plan.netns, input: batch });
+  const out = run(['sh', '-c', script, 'sh', plan.ifName, waitForDad ? '1' : '', ...sysctlFiles(plan)], { netns: plan.netns, input: batch });
   const link = parseIpJson(LinkListSchema, out.trim(), ['addr', 'show', 'dev', plan.ifName])[0];
   if (!link) throw new CniError(Code.Internal, `${plan.ifName} vanished from ${plan.netns} while it was configured`);
   return link;

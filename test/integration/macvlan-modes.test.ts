@@ -141,3 +141,21 @@ describe('where the master is', () => {
     expect(JSON.parse(sh(`ip -n ${hostName} -j link show ${uplink}`))[0].ifindex).toBe(parent);
   });
 });
+
+describe('IPv6', () => {
+  const v6 = (address: string) => ({ type: 'static', addresses: [{ address, gateway: 'fd00:61::1' }], routes: [{ dst: '::/0' }] });
+
+  it('with an IPv6 gateway, ADD returns once duplicate address detection has settled', async () => {
+    const master = lab.veth('v6');
+    const a = await addPod('v6a', { cniVersion: '1.0.0', name: 'v6', type: 'macvlan', master, ipam: v6('fd00:61::5/64') });
+    expect(a.out.exitCode, a.out.stdout).toBe(0);
+    expect(sh(`nsenter --net=${a.netns} ip -6 -o addr show dev net1 tentative`)).toBe('');
+    expect(sh(`nsenter --net=${a.netns} ip -6 route show default`)).toMatch(/via fd00:61::1 dev net1/);
+
+    // A second pod given the same address: DAD finds the duplicate, the ADD fails and leaves nothing.
+    const b = await addPod('v6b', { cniVersion: '1.0.0', name: 'v6', type: 'macvlan', master, ipam: v6('fd00:61::5/64') });
+    expect(b.out.exitCode).not.toBe(0);
+    expect(b.out.json?.msg).toMatch(/already in use on the network \(DAD failed\)/);
+    expect(linksIn(b.netns)).toEqual(['lo']);
+  });
+});
