@@ -53,6 +53,27 @@ describe('environment errors', () => {
     });
   }
 
+  it('stdin that cannot be read -> code 5', async () => {
+    let stdout = '';
+    const code = await runPlugin(recorder(), {
+      env: goodEnv,
+      readStdin: () => { throw new Error('EIO: i/o error, read'); },
+      stdout: (t) => void (stdout += t),
+      stderr: () => {},
+    });
+    expect(code).toBe(1);
+    expect(JSON.parse(stdout)).toMatchObject({ code: 5, msg: expect.stringMatching(/stdin.*EIO/) });
+  });
+
+  it('CNI_NETNS naming the plugin\'s own namespace -> code 8, unless CNI_NETNS_OVERRIDE', async () => {
+    const plugin = recorder();
+    const refused = await invoke({ ...goodEnv, CNI_NETNS: '/proc/self/ns/net' }, goodConf, plugin);
+    expect(refused.json).toMatchObject({ code: 8 });
+    expect(plugin.calls).toHaveLength(0);
+    const allowed = await invoke({ ...goodEnv, CNI_NETNS: '/proc/self/ns/net', CNI_NETNS_OVERRIDE: '1' }, goodConf, plugin);
+    expect(allowed.code).toBe(0);
+  });
+
   it('DEL does not need CNI_NETNS', async () => {
     const out = await invoke({ ...goodEnv, CNI_COMMAND: 'DEL', CNI_NETNS: '' }, goodConf);
     expect(out).toMatchObject({ code: 0, stdout: '' });
