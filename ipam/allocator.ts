@@ -14,7 +14,25 @@ export interface Claimant {
   podref: string;
   ifname: string;
   network: string;
+  /** The pod's UID (CNI_ARGS K8S_POD_UID), when the runtime gives one: tells two pods of one name apart. */
+  uid?: string | undefined;
 }
+
+/** What a lease, reservation or claim says about its holder. */
+export interface HolderRecord {
+  podref: string;
+  ifname?: string | undefined;
+  poduid?: string | undefined;
+}
+
+/**
+ * The same pod instance on the same interface: same podref and ifname, and the same UID when both know
+ * one (a pod re-created under the same name, as a StatefulSet does, has a new UID).
+ */
+export const sameInstance = (record: HolderRecord, who: Pick<Claimant, 'podref' | 'ifname' | 'uid'>): boolean =>
+  record.podref === who.podref &&
+  (record.ifname === undefined || record.ifname === '' || record.ifname === who.ifname) &&
+  (record.poduid === undefined || who.uid === undefined || record.poduid === who.uid);
 
 export interface Change {
   set: Array<[key: string, allocation: Allocation]>;
@@ -117,27 +135,65 @@ export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now:
     const change: Change = { set: [], remove: [] };
     if (held.id !== who.id) {
       const formerids = [...(held.formerids ?? []), held.id].slice(-FORMER_IDS_KEPT);
-      change.set.push([key, { ...held, id: who.id, ifname: who.ifname, formerids }]);
+      const moved: Allocation = { ...held, id: who.id, ifname: who.ifname, formerids };
+      // The lease now belongs to this pod instance: a late DEL of the former one (its UID) is ignored.
+      if (who.uid !== undefined) moved.poduid = who.uid;
+      change.set.push([key, moved]);
     }
     return { kind: 'existing', offset: BigInt(key), change };
   }
   const offset = lowestFree(pool, range, skip);
   if (offset === undefined) return { kind: 'exhausted' };
+  return { kind: 'new', offset, change: { set: [[offset.toString(), newAllocation(who, now)]], remove: [] } };
+}
+
+/** A new lease for `who`. */
+export function newAllocation(who: Claimant, now: string): Allocation {
   const allocation: Allocation = { id: who.id, podref: who.podref, ifname: who.ifname, since: now, network: who.network };
-  return { kind: 'new', offset, change: { set: [[offset.toString(), allocation]], remove: [] } };
+  if (who.uid !== undefined) allocation.poduid = who.uid;
+  return allocation;
 }
 
 /**
- * DEL. Releases the leases of (container ID, ifname); when there is none, those of (podref, ifname), so
- * a DEL that carries a different container ID than the ADD does not leak the address. A container ID
- * the lease has already moved away from is a late DEL of a replaced sandbox: it releases nothing, or it
- * would free the address of the pod's live sandbox.
+ * DEL of (container ID, ifname) may release `a` by pod when it holds no lease by container: same podref
+ * and ifname, a container ID the lease never moved away from (a late DEL of a replaced sandbox), and
+ * the same pod UID, compared strictly: a DEL of an earlier pod of the same name (a StatefulSet pod
+ * re-created) carries another UID, and a DEL without one cannot free a lease taken with one.
+ */
+const releasableByPod = (a: Allocation, who: Omit<Claimant, 'network'>): boolean =>
+  a.podref === who.podref && ifnameMatches(a, who.ifname) && !(a.formerids ?? []).includes(who.id) && a.poduid === who.uid;
+
+/**
+ * DEL. Releases the leases of (container ID, ifname); when there is none, those of (podref, ifname) of
+ * the same pod UID (releasableByPod), so a DEL that carries a different container ID than the ADD does
+ * not leak the address. Without a pod (podref is the container ID) there is no fallback. A container ID
+ * the pool remembers releasing (`released`) is a repeated DEL: it releases nothing by pod, or it could
+ * free the lease of a new pod of the same name.
  */
 export function planRelease(pool: PoolRecord, who: Omit<Claimant, 'network'>): Change {
   const byContainer = keysWhere(pool, (a) => a.id === who.id && ifnameMatches(a, who.ifname));
   if (byContainer.length > 0 || who.podref === who.id) return { set: [], remove: byContainer };
-  const byPod = keysWhere(pool, (a) => a.podref === who.podref && ifnameMatches(a, who.ifname) && !(a.formerids ?? []).includes(who.id));
-  return { set: [], remove: byPod };
+  if (wasReleased(pool, who.id)) return { set: [], remove: [] };
+  return { set: [], remove: keysWhere(pool, (a) => releasableByPod(a, who)) };
+}
+
+/** How many released container IDs a record remembers (see planRelease). */
+const RELEASED_KEPT = 32;
+
+/** The container IDs a record remembers releasing; tolerant of a missing or hand-edited field. */
+function releasedOf(pool: PoolRecord): string[] {
+  const list = (pool as { released?: unknown }).released;
+  return Array.isArray(list) ? list.filter((id): id is string => typeof id === 'string') : [];
+}
+
+export const wasReleased = (pool: PoolRecord, id: string): boolean => releasedOf(pool).includes(id);
+
+/** `pool` remembering that the containers `ids` were released (the oldest are forgotten first). */
+export function rememberReleased<T extends PoolRecord>(pool: T, ids: ReadonlyArray<string>): T {
+  const fresh = ids.filter((id, i) => ids.indexOf(id) === i);
+  if (fresh.length === 0) return pool;
+  const released = [...releasedOf(pool).filter((id) => !fresh.includes(id)), ...fresh].slice(-RELEASED_KEPT);
+  return { ...pool, released };
 }
 
 /**

@@ -9,8 +9,9 @@ import { DnsSchema, RouteSchema, type Dns, type Route } from '../lib/cni/result.
 import type { Invocation } from '../lib/cni/skel.ts';
 import { isLogLevel, log } from '../lib/log.ts';
 import { parseAddr, type Addr } from './addr.ts';
-import { checkNetworkName } from './names.ts';
+import { checkNetworkName, poolName, reservationName, SAFE_NAME } from './names.ts';
 import { resolveRange, type IpRange } from './ranges.ts';
+import { claimName, indexName, isSharded, shardName, shardOf } from './shards.ts';
 import { staticAddresses, type StaticAddress } from './static.ts';
 import { DEFAULT_FILE_STORE_DIR } from './store/file.ts';
 
@@ -169,6 +170,37 @@ function etcdSettings(conf: IpamConf): EtcdSettings {
   };
 }
 
+/**
+ * What ADD would refuse about the pools, checked when the config is loaded so that DEL and GC, which
+ * tolerate a config error (there can be nothing to release), do not fail on it later:
+ *  - two ranges of one config in one pool (a pod gets one lease per pool and interface);
+ *  - a record name (pool, shard, index, claim, reservation) the stores cannot hold, as a long
+ *    network_name makes.
+ */
+export function checkPools(networkName: string, ranges: ReadonlyArray<IpRange>): void {
+  const byName = new Map<string, string>();
+  for (const range of ranges) {
+    const name = poolName(networkName, range.cidr);
+    const earlier = byName.get(name);
+    if (earlier !== undefined) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `invalid network config: ${range.field}.range and ${earlier}.range are both in ${range.cidr}: a pod gets one address per pool and interface; use one range entry, or a network_name per network`,
+      );
+    }
+    byName.set(name, range.field);
+    const names = [name, reservationName(networkName, range.family, range.network + range.last)];
+    if (isSharded(range)) names.push(shardName(name, shardOf(range.last)), indexName(name), claimName(name, '', ''));
+    const bad = names.find((n) => !SAFE_NAME.test(n));
+    if (bad !== undefined) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `invalid network config: ipam.network_name = ${showValue(networkName)} is too long: the record name ${JSON.stringify(bad.slice(0, 60))}... for ${range.field}.range must be at most 201 characters`,
+      );
+    }
+  }
+}
+
 /** Parses and resolves `inv.raw.ipam`. Throws a CniError naming the field and value at fault. */
 export function loadIpamConfig(inv: Pick<Invocation, 'raw' | 'conf' | 'env' | 'cniVersion'>, options: LoadOptions = {}): IpamConfig {
   const rawIpam = inv.raw.ipam;
@@ -195,6 +227,8 @@ export function loadIpamConfig(inv: Pick<Invocation, 'raw' | 'conf' | 'env' | 'c
   const ranges = entries.map(({ field, input }) =>
     resolveRange({ ...input, range_start: input.range_start || undefined, range_end: input.range_end || undefined }, field, gateway),
   );
+
+  checkPools(networkName, ranges);
 
   const addresses = staticAddresses(inv, conf.addresses ?? [], ranges);
   if (ranges.length === 0 && addresses.length === 0) {

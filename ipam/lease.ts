@@ -5,10 +5,13 @@
 //        the reservation again. A reservation without a lease (a crash in between) only blocks an
 //        address until GC clears it; a lease never exists without a reservation, and a lease whose
 //        reservation turns out to be another pod's after the swap is withdrawn before it is returned.
-//   DEL: the pool first, then the reservation (only if it is still this pod's).
+//   DEL: the pool first, then the reservation, only if it still belongs to the released lease (its
+//        container ID, or one the lease moved away from): an ADD of a new pod of the same name that ran
+//        in between has made the reservation its own (claim renews the holder by compare-and-swap),
+//        and keeps it.
 import { Code, CniError } from '../lib/cni/errors.ts';
 import { log } from '../lib/log.ts';
-import { applyChange, emptyPool, isEmptyChange, planAssign, planRelease, type Claimant } from './allocator.ts';
+import { applyChange, emptyPool, isEmptyChange, newAllocation, planAssign, planRelease, rememberReleased, sameInstance, type Claimant } from './allocator.ts';
 import { reservationName } from './names.ts';
 import { addressAt, spanOf, type IpRange } from './ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
@@ -31,10 +34,20 @@ export interface Lease {
   existing: boolean;
 }
 
-type Holder = Pick<Claimant, 'podref' | 'ifname'>;
+/**
+ * Does the reservation (or claim) belong to the lease `owner`? Its container ID is the lease's or one
+ * the lease moved away from; a record without a container ID (whereabouts may omit it) falls back to
+ * the pod (podref, ifname, and UID when both have one).
+ */
+export function belongsTo(reservation: Reservation, owner: Allocation): boolean {
+  if (reservation.podref !== owner.podref) return false;
+  if (reservation.ifname && owner.ifname && reservation.ifname !== owner.ifname) return false;
+  if (reservation.containerid) return reservation.containerid === owner.id || (owner.formerids ?? []).includes(reservation.containerid);
+  return reservation.poduid === undefined || owner.poduid === undefined || reservation.poduid === owner.poduid;
+}
 
-export const holds = (reservation: Reservation, who: Holder): boolean =>
-  reservation.podref === who.podref && (reservation.ifname === undefined || reservation.ifname === who.ifname);
+/** The lease `who` is taking, as the owner its reservations are judged against. */
+export const ownerOf = (who: Claimant): Allocation => newAllocation(who, '');
 
 export const reservationOf = (target: PoolTarget, offset: bigint): string =>
   reservationName(target.networkName, target.range.family, target.range.network + offset);
@@ -51,30 +64,43 @@ async function readPool(store: IpamStore, target: PoolTarget): Promise<{ pool: P
 /** A reservation of ours older than this is renewed when reused, so GC cannot take it for an orphan. */
 const RENEW_AFTER_MS = 60_000;
 
-/** Creates the reservation, or finds it already this pod's ('ours') or another's ('taken'). */
-export async function claim(store: IpamStore, name: string, who: Claimant, now: string): Promise<'created' | 'ours' | 'taken'> {
+export const reservationFor = (who: Claimant, now: string, offset?: string): Reservation => {
   const mine: Reservation = { containerid: who.id, podref: who.podref, ifname: who.ifname, since: now };
+  if (who.uid !== undefined) mine.poduid = who.uid;
+  if (offset !== undefined) mine.offset = offset;
+  return mine;
+};
+
+/**
+ * Creates the reservation, or finds it already held by this pod instance ('ours': same podref, ifname
+ * and UID when both have one, or the lease `previous` that this ADD takes over) or by another ('taken').
+ * A reservation of ours that names another container, or is old, is rewritten to this container by
+ * compare-and-swap: a concurrent DEL of the earlier container then sees it is no longer its own, and a
+ * GC that judged the old version an orphan cannot delete the new one.
+ */
+export async function claim(store: IpamStore, name: string, who: Claimant, now: string, previous?: Allocation): Promise<'created' | 'ours' | 'taken'> {
+  const mine = reservationFor(who, now);
   for (let i = 0; i < 8; i++) {
     const found = await store.readReservation(name);
     if (!found) {
       if (await store.createReservation(name, mine)) return 'created';
       continue; // created by someone else between the two calls: look again
     }
-    if (!holds(found.value, who)) return 'taken';
-    // Left by an earlier attempt of this pod. An old one is replaced by a fresh one (a new version),
-    // so that a GC that judged it an orphan before our pool write cannot delete it after.
+    if (!sameInstance(found.value, who) && !(previous && belongsTo(found.value, previous))) return 'taken';
     const age = Date.parse(now) - Date.parse(found.value.since ?? '');
-    if (Number.isFinite(age) && age <= RENEW_AFTER_MS) return 'ours';
-    await store.deleteReservation(name, found.version);
+    const current = found.value.containerid === who.id && found.value.poduid === mine.poduid && Number.isFinite(age) && age <= RENEW_AFTER_MS;
+    if (current) return 'ours';
+    if (await store.replaceReservation(name, found.version, mine)) return 'ours';
+    // Changed or gone meanwhile: look again.
   }
   return 'taken';
 }
 
-/** Deletes the reservation if it is still `who`'s; leaves another pod's alone. */
-export async function unclaim(store: IpamStore, name: string, who: Holder, deadline: number): Promise<void> {
+/** Deletes the reservation if it still belongs to the lease `owner`; leaves any other alone. */
+export async function unclaim(store: IpamStore, name: string, owner: Allocation, deadline: number): Promise<void> {
   await withRetries(`ipam: reservation ${name}`, deadline, async () => {
     const found = await store.readReservation(name);
-    if (!found || !holds(found.value, who)) return undefined;
+    if (!found || !belongsTo(found.value, owner)) return undefined;
     return (await store.deleteReservation(name, found.version)) ? undefined : CONFLICT;
   });
 }
@@ -101,7 +127,8 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
       if (plan.kind === 'exhausted') throw exhausted(target, skip.size);
       if (!target.overlapping) break;
       const key = plan.offset.toString();
-      const outcome = await claim(store, reservationOf(target, plan.offset), who, now);
+      const previous = plan.kind === 'existing' ? pool.allocations[key] : undefined;
+      const outcome = await claim(store, reservationOf(target, plan.offset), who, now, previous);
       if (outcome !== 'taken') {
         created = outcome === 'created';
         break;
@@ -116,7 +143,7 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
     }
     const dirty = pool !== stored || !isEmptyChange(plan.change);
     if (dirty && !(await store.writePool(target.name, applyChange(pool, plan.change), version))) {
-      if (created) await unclaim(store, reservationOf(target, plan.offset), who, deadline);
+      if (created) await unclaim(store, reservationOf(target, plan.offset), ownerOf(who), deadline);
       return CONFLICT;
     }
     if (target.overlapping && plan.kind === 'new' && !(await stillOurs(store, reservationOf(target, plan.offset), who, now))) {
@@ -132,7 +159,7 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
 /** After the swap: is the reservation still this pod's? (Re-created if GC removed it meanwhile.) */
 export async function stillOurs(store: IpamStore, name: string, who: Claimant, now: string): Promise<boolean> {
   const found = await store.readReservation(name);
-  if (found) return holds(found.value, who);
+  if (found) return belongsTo(found.value, ownerOf(who));
   return (await claim(store, name, who, now)) !== 'taken';
 }
 
@@ -151,7 +178,7 @@ async function releaseKeys(store: IpamStore, target: PoolTarget, keys: string[],
 export async function rollback(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void> {
   if (lease.existing) return;
   await releaseKeys(store, target, [lease.offset.toString()], who, deadline);
-  if (target.overlapping) await unclaim(store, reservationOf(target, lease.offset), who, deadline);
+  if (target.overlapping) await unclaim(store, reservationOf(target, lease.offset), ownerOf(who), deadline);
 }
 
 /** DEL for one range. Returns the released leases; none is not an error. */
@@ -161,17 +188,18 @@ export async function release(store: IpamStore, target: PoolTarget, who: Claiman
     if (!snapshot) return [];
     const change = planRelease(snapshot.value, who);
     if (change.remove.length === 0) return [];
-    if (!(await store.writePool(target.name, applyChange(snapshot.value, change), snapshot.version))) return CONFLICT;
-    return change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.value.allocations[key]!]);
+    const gone = change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.value.allocations[key]!]);
+    // Remembered, so that a repeated DEL of these containers cannot release a new lease of the pod's name.
+    const next = rememberReleased(applyChange(snapshot.value, change), [who.id, ...gone.map(([, a]) => a.id)]);
+    if (!(await store.writePool(target.name, next, snapshot.version))) return CONFLICT;
+    return gone;
   });
   await dropReservations(store, target, released, deadline);
   return released;
 }
 
-/** After leases left a pool: their reservations go too, where they are still the same pod's. */
+/** After leases left a pool: their reservations go too, where they still belong to those leases. */
 export async function dropReservations(store: IpamStore, target: PoolTarget, released: Array<[bigint, Allocation]>, deadline: number): Promise<void> {
   if (!target.overlapping) return;
-  for (const [offset, allocation] of released) {
-    await unclaim(store, reservationOf(target, offset), { podref: allocation.podref, ifname: allocation.ifname ?? '' }, deadline);
-  }
+  for (const [offset, allocation] of released) await unclaim(store, reservationOf(target, offset), allocation, deadline);
 }

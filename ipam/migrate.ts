@@ -16,7 +16,7 @@ import { applyChange, emptyPool } from './allocator.ts';
 import type { PoolTarget } from './lease.ts';
 import { CONFLICT, withRetries } from './retry.ts';
 import { byShard, claimName, emptyIndex, indexName, shardName } from './shards.ts';
-import { StoreUnavailable, type Allocation, type IpamStore, type PoolRecord, type Versioned } from './store/types.ts';
+import type { Allocation, IpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
 
 export interface ShardSnapshot {
   pool: PoolRecord;
@@ -38,13 +38,14 @@ export async function readShard(store: IpamStore, target: PoolTarget, shard: big
 /** The pool's index, after migrating a legacy record if there is no index yet. */
 export async function ensureIndex(store: IpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord>> {
   const name = indexName(target.name);
-  const found = await store.readPool(name);
-  if (found) return found;
-  await migrate(store, target, deadline);
-  await store.writePool(name, emptyIndex(target.range), undefined); // false: another migrator made it
-  const made = await store.readPool(name);
-  if (!made) throw new StoreUnavailable(`index ${name} vanished just after it was created`);
-  return made;
+  // Retried as a whole: a store outage (a lock held too long) is "try again", never a final error.
+  return withRetries(`ipam: index ${name}`, deadline, async () => {
+    const found = await store.readPool(name);
+    if (found) return found;
+    await migrate(store, target, deadline);
+    await store.writePool(name, emptyIndex(target.range), undefined); // false: another migrator made it
+    return (await store.readPool(name)) ?? CONFLICT; // gone just after it was made: look again
+  });
 }
 
 async function migrate(store: IpamStore, target: PoolTarget, deadline: number): Promise<void> {
@@ -69,7 +70,9 @@ async function migrate(store: IpamStore, target: PoolTarget, deadline: number): 
   const since = new Date().toISOString();
   for (const [key, a] of Object.entries(legacy.allocations)) {
     if (!/^\d+$/.test(key)) continue;
-    await store.createReservation(claimName(target.name, a.podref, a.ifname ?? ''), { containerid: a.id, podref: a.podref, ifname: a.ifname, since, offset: key });
+    const claim: Reservation = { containerid: a.id, podref: a.podref, ifname: a.ifname, since, offset: key };
+    if (a.poduid !== undefined) claim.poduid = a.poduid;
+    await store.createReservation(claimName(target.name, a.podref, a.ifname ?? ''), claim);
   }
   if (copied.length === 0) return;
   await withRetries(`ipam: pool ${target.name}`, deadline, async () => {

@@ -17,23 +17,11 @@ import { isSharded } from './shards.ts';
 import { operationDeadline } from './retry.ts';
 import { IPAM_ARGS } from './static.ts';
 import { openStore } from './store/open.ts';
-import type { IpamStore } from './store/types.ts';
+import { StoreUnavailable, type IpamStore } from './store/types.ts';
 
-/** One pool per range; two ranges of one config may not share a pool (one lease per pod and interface). */
+/** One pool per range (loadIpamConfig has refused two ranges in one pool, see checkPools). */
 export function targetsOf(config: IpamConfig): PoolTarget[] {
-  const byName = new Map<string, string>();
-  return config.ranges.map((range) => {
-    const name = poolName(config.networkName, range.cidr);
-    const earlier = byName.get(name);
-    if (earlier !== undefined) {
-      throw new CniError(
-        Code.InvalidConfig,
-        `invalid network config: ${range.field}.range and ${earlier}.range are both in ${range.cidr}: a pod gets one address per pool and interface; use one range entry, or a network_name per network`,
-      );
-    }
-    byName.set(name, range.field);
-    return { name, range, networkName: config.networkName, overlapping: config.overlapping };
-  });
+  return config.ranges.map((range) => ({ name: poolName(config.networkName, range.cidr), range, networkName: config.networkName, overlapping: config.overlapping }));
 }
 
 /** The pod from CNI_ARGS; without one (podman, plain containerd) the container ID stands for it. */
@@ -42,7 +30,22 @@ export function claimantOf(inv: Pick<Invocation, 'env' | 'conf'>): Claimant {
   const namespace = args.K8S_POD_NAMESPACE ?? '';
   const name = args.K8S_POD_NAME ?? '';
   const podref = namespace && name ? `${namespace}/${name}` : inv.env.containerId;
-  return { id: inv.env.containerId, podref, ifname: inv.env.ifName, network: inv.conf.name };
+  const who: Claimant = { id: inv.env.containerId, podref, ifname: inv.env.ifName, network: inv.conf.name };
+  // The UID tells a pod from an earlier one of the same name; it means nothing without a pod name.
+  if (podref !== inv.env.containerId && args.K8S_POD_UID) who.uid = args.K8S_POD_UID;
+  return who;
+}
+
+/** A store outage that outlived the retries of a step is "try again later" (11), not an internal error. */
+function outage<A extends unknown[], R>(verb: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await verb(...args);
+    } catch (err) {
+      if (err instanceof StoreUnavailable) throw new CniError(Code.TryAgainLater, `ipam: try again later: the store is unavailable: ${err.message}`);
+      throw err;
+    }
+  };
 }
 
 const normalCidr = (text: string): string | undefined => {
@@ -174,9 +177,9 @@ async function status(inv: Invocation): Promise<void> {
 
 export const ipamPlugin: Plugin = {
   about: 'Underlay IPAM: whereabouts-compatible cluster IP address management (file store built in)',
-  add,
-  del,
-  check,
-  gc,
+  add: outage(add),
+  del: outage(del),
+  check: outage(check),
+  gc: outage(gc),
   status,
 };

@@ -7,12 +7,13 @@ import { log } from '../lib/log.ts';
 import { applyChange, planCollect } from './allocator.ts';
 import { dropReservations, type PoolTarget } from './lease.ts';
 import { ensureIndex } from './migrate.ts';
-import { forgetReleased } from './sharded.ts';
-import { hintsOf, indexName, isClaimOf, isSharded, roleOf, shardName, shardOf } from './shards.ts';
+import { collectShard, forgetReleased } from './sharded.ts';
+import { indexName, isClaimOf, isSharded, roleOf, shardName, shardOf } from './shards.ts';
 import { poolName, reservationAddress } from './names.ts';
 import { offsetOf } from './ranges.ts';
 import { parseCidr } from './addr.ts';
 import { CONFLICT, withRetries } from './retry.ts';
+import { FileStore } from './store/file.ts';
 import type { Allocation, IpamStore, PoolRecord } from './store/types.ts';
 
 /**
@@ -46,9 +47,11 @@ export async function collectGarbage(
     seen.add(target.name);
     const sharded = isSharded(target.range);
     if (sharded && (await store.readPool(target.name)) !== undefined) await ensureIndex(store, target, deadline);
-    const names = sharded ? await shardsOf(store, target.name) : [target.name];
-    for (const name of names) {
-      const gone = await collectRecord(store, name, network, valid, deadline);
+    const shards = sharded ? await shardsOf(store, target.name) : [0n];
+    for (const shard of shards) {
+      // A shard's leases leave through collectShard, which changes the index version (see sharded.ts).
+      const gone = sharded ? await collectShard(store, target, shard, network, valid, deadline) : await collectRecord(store, target.name, network, valid, deadline);
+      const name = shardName(target.name, shard);
       for (const [, allocation] of gone) log.info(`GC: released a lease of ${allocation.podref} (${allocation.id} ${allocation.ifname ?? ''}) in pool ${name}`);
       if (sharded) await forgetReleased(store, target, gone, deadline);
       else await dropReservations(store, target, gone, deadline);
@@ -57,15 +60,19 @@ export async function collectGarbage(
     if (sharded) orphansRemoved += await repairIndexAndClaims(store, target, deadline, now);
   }
   if (targets.some((t) => t.overlapping)) orphansRemoved += await removeOrphans(store, targets, deadline, now);
+  // Temp files of a reservation create killed before its cleanup (file store only): old ones are dead.
+  if (store instanceof FileStore) store.removeStaleTemps(orphanGraceMs(), now);
   return { released, orphansRemoved };
 }
 
-/** The shard records of a sharded pool that exist, shard 0 (the pool's own name) included. */
-async function shardsOf(store: IpamStore, pool: string): Promise<string[]> {
-  return (await store.listPools()).filter((name) => {
+/** The shards of a sharded pool that exist, shard 0 (the pool's own name) included. */
+async function shardsOf(store: IpamStore, pool: string): Promise<bigint[]> {
+  const shards: bigint[] = [];
+  for (const name of await store.listPools()) {
     const role = roleOf(name);
-    return role.kind === 'shard' && role.pool === pool;
-  });
+    if (role.kind === 'shard' && role.pool === pool) shards.push(role.shard);
+  }
+  return shards;
 }
 
 async function collectRecord(
@@ -87,9 +94,11 @@ async function collectRecord(
  * its claim and its shard write, or a lease released by whereabouts. Young ones may be an ADD in flight.
  */
 async function repairIndexAndClaims(store: IpamStore, target: PoolTarget, deadline: number, now: number): Promise<number> {
+  // Always written, so its version changes even when it holds no hint: an ADD that read it before
+  // cannot raise a hint over an address this GC freed.
   await withRetries(`ipam: index ${indexName(target.name)}`, deadline, async () => {
     const index = await store.readPool(indexName(target.name));
-    if (!index || Object.keys(hintsOf(index.value)).length === 0) return undefined;
+    if (!index) return undefined;
     return (await store.writePool(indexName(target.name), { ...index.value, hints: {} }, index.version)) ? undefined : CONFLICT;
   });
   let removed = 0;
@@ -102,7 +111,7 @@ async function repairIndexAndClaims(store: IpamStore, target: PoolTarget, deadli
     const offset = found.value.offset;
     const held = offset && /^\d+$/.test(offset) ? (await store.readPool(shardName(target.name, shardOf(BigInt(offset)))))?.value.allocations[offset] : undefined;
     if (held && held.podref === found.value.podref) continue;
-    if (await store.deleteReservation(name, found.version)) removed++;
+    if (await withRetries(`ipam: claim ${name}`, deadline, () => store.deleteReservation(name, found.version))) removed++;
   }
   return removed;
 }

@@ -1,7 +1,13 @@
 // ADD, DEL, rollback and lookups for a pool cut into shards (ipam/shards.ts names the records). The
 // write order follows ipam/lease.ts and adds the claim:
-//   ADD: claim (create-if-absent) -> reservation (overlapping ranges) -> the owning shard by CAS.
-//   DEL: index hints lowered -> shard by CAS -> index touched again -> reservation -> claim.
+//   ADD: reservation (overlapping ranges; an address another pod reserved is skipped within the same
+//        attempt, as in lease.ts) -> claim (create-if-absent) -> the owning shard by CAS.
+//   DEL: index hints lowered -> shard by CAS -> index touched again -> reservation -> claim; the last
+//        two only if they still belong to the released lease (its container ID, or a former one), so
+//        an ADD of a new pod of the same name that ran in between keeps its own.
+// Every removal of a lease from a shard (DEL, rollback, withdrawal, GC) goes through removeFromShard,
+// which changes the index version after it: an ADD that saw the shard full before cannot then raise
+// its hint over the freed address.
 //
 // Why no address is ever handed out twice, whatever crashes (kill -9 between any two writes):
 //  1. Offset X is granted only by a compare-and-swap of the ONE record that owns it, shard X>>10 (after
@@ -18,28 +24,26 @@
 // reservation and shard of an ADD could even share one txn); on Kubernetes shards are IPPool objects
 // (resourceVersion), claims and reservations small objects created with POST (409 = exists).
 import { log } from '../lib/log.ts';
-import { applyChange, emptyPool, ifnameMatches, lowestFree, planAssign, planRelease, type Claimant } from './allocator.ts';
-import { claim, exhausted, reservationOf, stillOurs, unclaim, type Lease, type PoolTarget } from './lease.ts';
-import { ensureIndex, readShard } from './migrate.ts';
+import { applyChange, emptyPool, ifnameMatches, lowestFree, planAssign, planCollect, planRelease, rememberReleased, wasReleased, type Claimant } from './allocator.ts';
+import { belongsTo, claim, exhausted, ownerOf, reservationFor, reservationOf, stillOurs, unclaim, type Lease, type PoolTarget } from './lease.ts';
+import { ensureIndex, readShard, type ShardSnapshot } from './migrate.ts';
 import { addressAt } from './ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
 import { claimName, clip, hintsOf, indexName, lowerHints, nextShard, raiseHint, shardName, shardOf, startShard } from './shards.ts';
-import type { Allocation, IpamStore, Reservation, Versioned } from './store/types.ts';
+import type { Allocation, IpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
 
-type Holder = Pick<Claimant, 'podref' | 'ifname'>;
-
-/** The offset a claim names, if it is a well-formed claim of `who`. */
-function claimedOffset(found: Versioned<Reservation>, who: Holder): bigint | undefined {
-  const { offset, podref } = found.value;
-  return offset !== undefined && /^\d+$/.test(offset) && podref === who.podref ? BigInt(offset) : undefined;
+/** The offset a claim names, if it is a well-formed claim of `podref`. */
+function claimedOffset(found: Versioned<Reservation>, podref: string): bigint | undefined {
+  const { offset } = found.value;
+  return offset !== undefined && /^\d+$/.test(offset) && found.value.podref === podref ? BigInt(offset) : undefined;
 }
 
-/** Deletes the claim of `who` if it still names `offset`: a claim moves only by delete and create. */
-export async function dropClaim(store: IpamStore, pool: string, who: Holder, offset: bigint, deadline: number): Promise<void> {
-  const name = claimName(pool, who.podref, who.ifname);
+/** Deletes the claim of the lease `owner` if it still names `offset` and still belongs to that lease. */
+export async function dropClaim(store: IpamStore, pool: string, owner: Allocation, offset: bigint, deadline: number): Promise<void> {
+  const name = claimName(pool, owner.podref, owner.ifname ?? '');
   await withRetries(`ipam: claim ${name}`, deadline, async () => {
     const found = await store.readReservation(name);
-    if (!found || claimedOffset(found, who) !== offset) return undefined;
+    if (!found || claimedOffset(found, owner.podref) !== offset || !belongsTo(found.value, owner)) return undefined;
     return (await store.deleteReservation(name, found.version)) ? undefined : CONFLICT;
   });
 }
@@ -48,56 +52,88 @@ export async function dropClaim(store: IpamStore, pool: string, who: Holder, off
  * Lowers every hint to `shard` (an address there is being freed). Before the release it writes only
  * when a hint is above `shard` (so a crash after the release cannot leave one too high); after it,
  * always, so the index version changes: an ADD that read the old version and saw the shard full
- * cannot then raise its hint over the freed address.
+ * cannot then raise its hint over the freed address. `released`: container IDs to remember (DEL).
  */
-async function touchIndex(store: IpamStore, pool: string, shard: bigint, deadline: number, always = true): Promise<void> {
+async function touchIndex(store: IpamStore, pool: string, shard: bigint, deadline: number, always = true, released: ReadonlyArray<string> = []): Promise<void> {
   await withRetries(`ipam: index ${indexName(pool)}`, deadline, async () => {
     const found = await store.readPool(indexName(pool));
     if (!found) return undefined;
     if (!always && Object.values(hintsOf(found.value)).every((hint) => BigInt(hint) <= shard)) return undefined;
-    return (await store.writePool(indexName(pool), lowerHints(found.value, shard), found.version)) ? undefined : CONFLICT;
+    const next = rememberReleased(lowerHints(found.value, shard), released);
+    return (await store.writePool(indexName(pool), next, found.version)) ? undefined : CONFLICT;
   });
 }
 
-/** Removes `keys` of one shard if `who`'s container still holds them (rollback, withdrawal). */
-async function removeKeys(store: IpamStore, target: PoolTarget, offset: bigint, who: Claimant, deadline: number): Promise<void> {
-  const shard = shardOf(offset);
-  const key = offset.toString();
+/**
+ * Removes from one shard the keys `pick` chooses on its current content (re-chosen on every attempt),
+ * with the index touched before and after (touchIndex). Returns the removed leases.
+ */
+async function removeFromShard(
+  store: IpamStore, target: PoolTarget, shard: bigint, deadline: number, pick: (pool: PoolRecord) => string[], remember: ReadonlyArray<string> = [],
+): Promise<Array<[bigint, Allocation]>> {
   const removed = await withRetries(`ipam: pool ${shardName(target.name, shard)}`, deadline, async () => {
     const found = await readShard(store, target, shard);
-    if (found.pool.allocations[key]?.id !== who.id) return false;
+    if (found.version === undefined) return [];
+    const keys = pick(found.pool);
+    if (keys.length === 0) return [];
     await touchIndex(store, target.name, shard, deadline, false);
-    return (await store.writePool(shardName(target.name, shard), applyChange(found.pool, { set: [], remove: [key] }), found.version)) ? true : CONFLICT;
+    if (!(await store.writePool(shardName(target.name, shard), applyChange(found.pool, { set: [], remove: keys }), found.version))) return CONFLICT;
+    return keys.map((key): [bigint, Allocation] => [BigInt(key), found.pool.allocations[key]!]);
   });
-  if (removed) await touchIndex(store, target.name, shard, deadline);
+  if (removed.length > 0) await touchIndex(store, target.name, shard, deadline, true, remember.length > 0 ? [...remember, ...removed.map(([, a]) => a.id)] : []);
+  return removed;
 }
 
+/** Removes the lease at `offset` if the container `id` still holds it (rollback, withdrawal). */
+async function removeKeys(store: IpamStore, target: PoolTarget, offset: bigint, id: string, deadline: number): Promise<void> {
+  const key = offset.toString();
+  await removeFromShard(store, target, shardOf(offset), deadline, (pool) => (pool.allocations[key]?.id === id ? [key] : []));
+}
+
+/** reuse found the claim stale or its address taken: allocate afresh within the same attempt. */
+const FRESH = Symbol('fresh');
+
 /** ADD when a claim exists: the lease it names (with the new container ID), or the claim is stale. */
-async function reuse(store: IpamStore, target: PoolTarget, who: Claimant, found: Versioned<Reservation>, skip: Set<string>, now: string, deadline: number): Promise<Lease | typeof CONFLICT> {
-  const name = claimName(target.name, who.podref, who.ifname);
-  const offset = claimedOffset(found, who);
+async function reuse(store: IpamStore, target: PoolTarget, who: Claimant, found: Versioned<Reservation>, skip: Set<string>, now: string, deadline: number): Promise<Lease | typeof CONFLICT | typeof FRESH> {
+  const offset = claimedOffset(found, who.podref);
   const shard = offset === undefined ? undefined : await readShard(store, target, shardOf(offset));
   const key = offset?.toString() ?? '';
   const held = shard?.pool.allocations[key];
   if (offset === undefined || !shard || !held || held.podref !== who.podref || !ifnameMatches(held, who.ifname)) {
     // A claim without its lease: an ADD died between the two writes (one pod's ADDs are serialized by
-    // its runtime, so none is in flight). Drop it and allocate afresh.
-    await store.deleteReservation(name, found.version);
-    return CONFLICT;
+    // its runtime, so none is in flight). Drop it (this version only) and allocate afresh.
+    await store.deleteReservation(claimName(target.name, who.podref, who.ifname), found.version);
+    return FRESH;
   }
-  if (target.overlapping && (await claim(store, reservationOf(target, offset), who, now)) === 'taken') {
+  if (target.overlapping && (await claim(store, reservationOf(target, offset), who, now, held)) === 'taken') {
     log.warn(`pool ${target.name}: ${addressAt(target.range, offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
     skip.add(key);
-    const next = applyChange(shard.pool, { set: [], remove: [key] });
-    if (!(await store.writePool(shardName(target.name, shardOf(offset)), next, shard.version))) return CONFLICT;
-    await dropClaim(store, target.name, who, offset, deadline);
-    return CONFLICT;
+    await removeFromShard(store, target, shardOf(offset), deadline, (pool) => (pool.allocations[key]?.id === held.id ? [key] : []));
+    await dropClaim(store, target.name, held, offset, deadline);
+    return FRESH;
   }
   const plan = planAssign({ range: shard.pool.range, allocations: { [key]: held } }, target.range, who, now);
   if (plan.kind === 'existing' && plan.change.set.length > 0) {
     if (!(await store.writePool(shardName(target.name, shardOf(offset)), applyChange(shard.pool, plan.change), shard.version))) return CONFLICT;
   }
   return { offset, existing: true };
+}
+
+/**
+ * The lowest free offset of one shard that no overlapping pool has reserved, reserving it (overlapping
+ * ranges). Reserved ones join `skip` and the scan goes on: a "taken" address is never a retry.
+ */
+async function pickInShard(
+  store: IpamStore, target: PoolTarget, snapshot: ShardSnapshot, shard: bigint, who: Claimant, now: string, skip: Set<string>,
+): Promise<{ offset: bigint; created: boolean } | undefined> {
+  const range = clip(target.range, shard);
+  for (let offset = lowestFree(snapshot.pool, range, skip); offset !== undefined; offset = lowestFree(snapshot.pool, range, skip)) {
+    if (!target.overlapping) return { offset, created: false };
+    const outcome = await claim(store, reservationOf(target, offset), who, now);
+    if (outcome !== 'taken') return { offset, created: outcome === 'created' };
+    skip.add(offset.toString());
+  }
+  return undefined;
 }
 
 /** ADD for one sharded range: the pod's existing lease, or the lowest free address from the hint on. */
@@ -108,51 +144,50 @@ export async function acquireSharded(store: IpamStore, target: PoolTarget, who: 
     const now = new Date().toISOString();
     const index = await ensureIndex(store, target, deadline);
     const existing = await store.readReservation(name);
-    if (existing) return reuse(store, target, who, existing, skip, now, deadline);
+    if (existing) {
+      const reused = await reuse(store, target, who, existing, skip, now, deadline);
+      if (reused !== FRESH) return reused;
+    }
 
     const start = nextShard(target.range, startShard(index.value, target.range));
     let shard = start;
-    let found: { offset: bigint; snapshot: Awaited<ReturnType<typeof readShard>> } | undefined;
+    let found: { offset: bigint; created: boolean; snapshot: ShardSnapshot } | undefined;
     while (shard !== undefined) {
       const snapshot = await readShard(store, target, shard);
-      const offset = lowestFree(snapshot.pool, clip(target.range, shard), skip);
-      if (offset !== undefined) {
-        found = { offset, snapshot };
+      const picked = await pickInShard(store, target, snapshot, shard, who, now, skip);
+      if (picked) {
+        found = { ...picked, snapshot };
         break;
       }
       shard = nextShard(target.range, shard + 1n);
     }
-    const reached = found ? shardOf(found.offset) : shardOf(target.range.last) + 1n;
-    if (skip.size === 0 && start !== undefined && reached > start) {
-      // Every shard before `reached` was seen full since the index was read: raise the hint. A lost
-      // swap is fine (a DEL lowered it meanwhile, or another ADD raised it).
-      await store.writePool(indexName(target.name), raiseHint(index.value, target.range, reached), index.version);
+    // Every shard before `full` was seen full of leases (not of other pools' reservations, which may go
+    // without this index hearing of it) since the index was read: raise the hint. A lost swap is fine
+    // (a DEL lowered it meanwhile, or another ADD raised it).
+    let full = found ? shardOf(found.offset) : shardOf(target.range.last) + 1n;
+    for (const key of skip) if (shardOf(BigInt(key)) < full) full = shardOf(BigInt(key));
+    if (start !== undefined && full > start) {
+      await store.writePool(indexName(target.name), raiseHint(index.value, target.range, full), index.version);
     }
     if (!found) throw exhausted(target, skip.size);
-    const { offset, snapshot } = found;
+    const { offset, created, snapshot } = found;
     const key = offset.toString();
-    const mine: Reservation = { containerid: who.id, podref: who.podref, ifname: who.ifname, since: now, offset: key };
-    if (!(await store.createReservation(name, mine))) return CONFLICT; // the pod's other ADD: look again
-    let created = false;
-    if (target.overlapping) {
-      const outcome = await claim(store, reservationOf(target, offset), who, now);
-      if (outcome === 'taken') {
-        skip.add(key);
-        await dropClaim(store, target.name, who, offset, deadline);
-        return CONFLICT;
-      }
-      created = outcome === 'created';
+    const owner = ownerOf(who);
+    if (!(await store.createReservation(name, reservationFor(who, now, key)))) {
+      // The pod's other ADD made a claim meanwhile: look again.
+      if (created) await unclaim(store, reservationOf(target, offset), owner, deadline);
+      return CONFLICT;
     }
-    const allocation: Allocation = { id: who.id, podref: who.podref, ifname: who.ifname, since: now, network: who.network };
+    const allocation: Allocation = { ...owner, since: now };
     const next = applyChange(snapshot.pool, { set: [[key, allocation]], remove: [] });
     if (!(await store.writePool(shardName(target.name, shardOf(offset)), next, snapshot.version))) {
-      if (created) await unclaim(store, reservationOf(target, offset), who, deadline);
-      await dropClaim(store, target.name, who, offset, deadline);
+      if (created) await unclaim(store, reservationOf(target, offset), owner, deadline);
+      await dropClaim(store, target.name, owner, offset, deadline);
       return CONFLICT;
     }
     if (target.overlapping && !(await stillOurs(store, reservationOf(target, offset), who, now))) {
-      await removeKeys(store, target, offset, who, deadline);
-      await dropClaim(store, target.name, who, offset, deadline);
+      await removeKeys(store, target, offset, who.id, deadline);
+      await dropClaim(store, target.name, owner, offset, deadline);
       skip.add(key);
       return CONFLICT;
     }
@@ -163,59 +198,66 @@ export async function acquireSharded(store: IpamStore, target: PoolTarget, who: 
 /** Undoes a new lease of a failed ADD; an existing lease stays. */
 export async function rollbackSharded(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void> {
   if (lease.existing) return;
-  await removeKeys(store, target, lease.offset, who, deadline);
-  if (target.overlapping) await unclaim(store, reservationOf(target, lease.offset), who, deadline);
-  await dropClaim(store, target.name, who, lease.offset, deadline);
+  await removeKeys(store, target, lease.offset, who.id, deadline);
+  if (target.overlapping) await unclaim(store, reservationOf(target, lease.offset), ownerOf(who), deadline);
+  await dropClaim(store, target.name, ownerOf(who), lease.offset, deadline);
 }
 
 /** The index, migrating a legacy pool first; undefined when the pool was never written (DEL, CHECK). */
-async function indexIfAny(store: IpamStore, target: PoolTarget, deadline: number): Promise<boolean> {
-  if (await store.readPool(indexName(target.name))) return true;
-  if (!(await store.readPool(target.name))) return false;
-  await ensureIndex(store, target, deadline);
-  return true;
+async function indexIfAny(store: IpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord> | undefined> {
+  const index = await store.readPool(indexName(target.name));
+  if (index) return index;
+  if (!(await store.readPool(target.name))) return undefined;
+  return ensureIndex(store, target, deadline);
 }
 
 /** DEL for one sharded range, found through the claim. Returns the released leases. */
 export async function releaseSharded(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
-  if (!(await indexIfAny(store, target, deadline))) return [];
+  const index = await indexIfAny(store, target, deadline);
+  if (!index) return [];
   const name = claimName(target.name, who.podref, who.ifname);
-  let shard = 0n;
-  const released = await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
-    const found = await store.readReservation(name);
-    const offset = found && claimedOffset(found, who);
-    if (!found || offset === undefined) return [];
-    shard = shardOf(offset);
-    const snapshot = await readShard(store, target, shard);
-    const held = snapshot.pool.allocations[offset.toString()];
+  const found = await store.readReservation(name);
+  const offset = found && claimedOffset(found, who.podref);
+  if (!found || offset === undefined) return [];
+  let stale = false;
+  const released = await removeFromShard(store, target, shardOf(offset), deadline, (pool) => {
+    const held = pool.allocations[offset.toString()];
     if (!held || held.podref !== who.podref) {
-      await store.deleteReservation(name, found.version); // a claim without its lease
+      stale = true;
       return [];
     }
-    const change = planRelease(snapshot.pool, who);
-    if (change.remove.length === 0) return []; // a late DEL of a replaced sandbox
-    await touchIndex(store, target.name, shard, deadline, false);
-    if (!(await store.writePool(shardName(target.name, shard), applyChange(snapshot.pool, change), snapshot.version))) return CONFLICT;
-    return change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.pool.allocations[key]!]);
-  });
-  if (released.length > 0) await touchIndex(store, target.name, shard, deadline);
+    const change = planRelease(pool, who);
+    // Released by pod (another container ID): not if this container ID was released before, as a
+    // repeated DEL of an earlier pod of the same name would free the new pod's lease.
+    if (change.remove.some((key) => pool.allocations[key]!.id !== who.id) && wasReleased(index.value, who.id)) return [];
+    return change.remove; // none: a late DEL of a replaced sandbox
+  }, [who.id]);
+  // A claim without its lease: removed only if it is this container's, as another one may be the claim
+  // of an ADD in flight (a new pod of the same name) whose shard write is still to come.
+  if (stale && belongsTo(found.value, ownerOf(who))) await store.deleteReservation(name, found.version);
   await forgetReleased(store, target, released, deadline);
   return released;
 }
 
-/** After leases left a shard: their reservations (lease.ts) and their claims go too. */
+/** GC of one shard: the leases of `network` that no valid attachment holds. */
+export async function collectShard(
+  store: IpamStore, target: PoolTarget, shard: bigint, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
+): Promise<Array<[bigint, Allocation]>> {
+  return removeFromShard(store, target, shard, deadline, (pool) => planCollect(pool, network, valid).remove);
+}
+
+/** After leases left a shard: their reservations (lease.ts) and their claims go too, if still theirs. */
 export async function forgetReleased(store: IpamStore, target: PoolTarget, released: Array<[bigint, Allocation]>, deadline: number): Promise<void> {
   for (const [offset, allocation] of released) {
-    const who = { podref: allocation.podref, ifname: allocation.ifname ?? '' };
-    if (target.overlapping) await unclaim(store, reservationOf(target, offset), who, deadline);
-    await dropClaim(store, target.name, who, offset, deadline);
+    if (target.overlapping) await unclaim(store, reservationOf(target, offset), allocation, deadline);
+    await dropClaim(store, target.name, allocation, offset, deadline);
   }
 }
 
 /** CHECK: the offset (container ID, ifname) holds, through the pod's claim. */
 export async function findSharded(store: IpamStore, target: PoolTarget, who: Claimant): Promise<bigint | undefined> {
   const found = await store.readReservation(claimName(target.name, who.podref, who.ifname));
-  const offset = found && claimedOffset(found, who);
+  const offset = found && claimedOffset(found, who.podref);
   if (offset === undefined || offset === null) return undefined;
   const snapshot = await store.readPool(shardName(target.name, shardOf(offset)));
   const held = snapshot?.value.allocations[offset.toString()];
@@ -224,7 +266,7 @@ export async function findSharded(store: IpamStore, target: PoolTarget, who: Cla
 
 /** STATUS: the lowest free offset from the hint on (reads one shard while hints are right). */
 export async function lowestFreeSharded(store: IpamStore, target: PoolTarget, deadline: number): Promise<bigint | undefined> {
-  const index = (await indexIfAny(store, target, deadline)) ? await store.readPool(indexName(target.name)) : undefined;
+  const index = await indexIfAny(store, target, deadline);
   for (let shard = nextShard(target.range, startShard(index?.value, target.range)); shard !== undefined; shard = nextShard(target.range, shard + 1n)) {
     const snapshot = await store.readPool(shardName(target.name, shard));
     const offset = lowestFree(snapshot?.value ?? emptyPool(target.range), clip(target.range, shard));

@@ -21,7 +21,7 @@
 // held, so two connections of one process never wait on each other (which would deadlock a thread
 // that blocks in SQLite's busy handler).
 import {
-  accessSync, closeSync, constants, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, unlinkSync, writeSync,
+  accessSync, closeSync, constants, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
@@ -129,6 +129,19 @@ function asReservation(record: Record<string, unknown>, path: string): Reservati
   return record as Reservation;
 }
 
+/**
+ * The version after `current`: a decimal counter, as a bigint (a Number would lose precision and
+ * String(NaN) would disable compare-and-swap for good). A version that is not a decimal counter (a hand
+ * edit, another tool) is refused: writing over it could lose an update.
+ */
+export function nextVersion(current: string | undefined, path: string): string {
+  if (current === undefined) return '1';
+  if (!/^\d{1,30}$/.test(current)) {
+    throw new CniError(Code.IoFailure, `file store: ${path} has version ${JSON.stringify(current.slice(0, 40))}, not a decimal counter: fix or remove the file`);
+  }
+  return (BigInt(current) + 1n).toString();
+}
+
 /** The version at the head of a file written by encode(), without parsing the rest. */
 function readVersion(path: string): string | undefined {
   let fd: number;
@@ -217,7 +230,7 @@ export class FileStore implements IpamStore {
       if (current !== expected) return false;
       this.removeDeadTemps(`${name}.json.tmp-`);
       try {
-        writeDurably(path, encode(String(Number(current ?? '0') + 1), pool), (temp) => renameSync(temp, path));
+        writeDurably(path, encode(nextVersion(current, path), pool), (temp) => renameSync(temp, path));
         fsyncDir(this.pools);
       } catch (err) {
         throw ioError('write', path, err);
@@ -291,6 +304,50 @@ export class FileStore implements IpamStore {
       }
       return true;
     });
+  }
+
+  async replaceReservation(name: string, expected: string, reservation: Reservation): Promise<boolean> {
+    checkName('reservation', name);
+    const path = join(this.reservations, `${name}.json`);
+    // Under the lock no delete or other replace runs, and a create cannot succeed while the file
+    // exists: the version compared here is the one the rename replaces.
+    return this.locked(join(this.reservations, '.lock'), () => {
+      const text = readText(path);
+      if (text === undefined || decode(text, path).version !== expected) return false;
+      try {
+        writeDurably(path, encode(randomHex(8), reservation), (temp) => renameSync(temp, path));
+        fsyncDir(this.reservations);
+      } catch (err) {
+        throw ioError('write', path, err);
+      }
+      return true;
+    });
+  }
+
+  /**
+   * Removes temp files older than `ageMs` from reservations/ (a createReservation killed before its
+   * cleanup leaves one; creates take no lock, so only old ones are surely dead). Called by GC.
+   */
+  removeStaleTemps(ageMs: number, now = Date.now()): number {
+    let removed = 0;
+    let entries: string[];
+    try {
+      entries = readdirSync(this.reservations);
+    } catch {
+      return 0;
+    }
+    for (const entry of entries) {
+      if (!entry.includes('.json.tmp-')) continue;
+      const path = join(this.reservations, entry);
+      try {
+        if (now - statSync(path).mtimeMs < ageMs) continue;
+        unlinkSync(path);
+        removed++;
+      } catch {
+        // Gone already.
+      }
+    }
+    return removed;
   }
 
   async listReservations(): Promise<string[]> {

@@ -16,6 +16,12 @@ export const AllocationSchema = z.looseObject({
   network: z.optional(z.string()),
   /** Ours: container IDs this lease had before an idempotent ADD moved it, so their late DEL is ignored. */
   formerids: z.optional(z.array(z.string())),
+  /**
+   * Ours: the pod's UID (CNI_ARGS K8S_POD_UID) when the runtime gave one. A pod re-created under the
+   * same name (a StatefulSet) has another UID, so a late DEL of the old pod cannot free the new one's
+   * lease by (podref, ifname).
+   */
+  poduid: z.optional(z.string()),
 });
 export type Allocation = z.infer<typeof AllocationSchema>;
 
@@ -35,6 +41,8 @@ export const ReservationSchema = z.looseObject({
   since: z.optional(z.string()),
   /** Ours, claims only (ipam/shards.ts): the decimal offset of the lease a (pool, podref, ifname) holds. */
   offset: z.optional(z.string()),
+  /** Ours: the pod's UID, as on the lease (Allocation.poduid). */
+  poduid: z.optional(z.string()),
 });
 export type Reservation = z.infer<typeof ReservationSchema>;
 
@@ -64,6 +72,15 @@ export interface IpamStore {
   createReservation(name: string, reservation: Reservation): Promise<boolean>;
   /** Deletes the reservation if its version is still `expected`. False on conflict; true if already gone. */
   deleteReservation(name: string, expected: string): Promise<boolean>;
+  /**
+   * Replaces the reservation with `reservation` if its version is still `expected` (compare-and-swap):
+   * a holder is renewed or handed to the pod's new container in one step, never by delete-then-create
+   * (in between, another pod could create it). False on conflict, and when it is gone.
+   *   file store: read, compare, write-temp and rename, all under the reservations lock;
+   *   etcd: one txn, If(mod_revision(key) == expected) Then(put key) Else();
+   *   Kubernetes: PUT of the object carrying metadata.resourceVersion = expected (409 Conflict: false).
+   */
+  replaceReservation(name: string, expected: string, reservation: Reservation): Promise<boolean>;
   listReservations(): Promise<string[]>;
   /** Throws unless the store can be read and written now (STATUS). */
   ping(): Promise<void>;

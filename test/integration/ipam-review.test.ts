@@ -1,0 +1,279 @@
+// Regressions found by review, each reproduced first: a repeated or late DEL of an earlier pod of the
+// same name must not free the live pod's lease, reservation or claim (single record and shards); an
+// address another pool reserved costs a sharded ADD a read, not a retry; a store outage is code 11; DEL
+// and GC succeed for configs ADD refuses; GC changes the index version; file versions never turn NaN.
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CniError } from '../../lib/cni/errors.ts';
+import type { Claimant } from '../../ipam/allocator.ts';
+import { acquire, claim, release, type PoolTarget } from '../../ipam/lease.ts';
+import { poolName } from '../../ipam/names.ts';
+import { ipamPlugin } from '../../ipam/plugin.ts';
+import { resolveRange } from '../../ipam/ranges.ts';
+import { collectGarbage } from '../../ipam/reconcile.ts';
+import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
+import { isSharded } from '../../ipam/shards.ts';
+import { FileStore } from '../../ipam/store/file.ts';
+import { StoreUnavailable, type IpamStore } from '../../ipam/store/types.ts';
+import { invocation, tempStoreDir, type InvocationSpec } from '../helpers/ipam-invocation.ts';
+
+type Ipam = Record<string, unknown>;
+const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (await ipamPlugin.add(invocation({ ipam, ...spec }))).ips!.map((ip) => ip.address);
+const del = (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => ipamPlugin.del(invocation({ ipam, verb: 'DEL', ...spec }));
+const soon = () => Date.now() + 10_000;
+
+async function failure(promise: Promise<unknown>): Promise<CniError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof CniError) return err;
+    throw err;
+  }
+  throw new Error('expected a CniError');
+}
+
+function target(cidr: string, networkName = 'blue', overlapping = true): PoolTarget {
+  const range = resolveRange({ range: cidr }, 'ipam');
+  return { name: poolName(networkName, range.cidr), range, networkName, overlapping };
+}
+const take = (t: PoolTarget, store: IpamStore, who: Claimant) => (isSharded(t.range) ? acquireSharded : acquire)(store, t, who, soon());
+const give = (t: PoolTarget, store: IpamStore, who: Claimant) => (isSharded(t.range) ? releaseSharded : release)(store, t, who, soon());
+
+/** The store as one operation sees it: it stops at the first call `at` picks, until `resume()`. */
+function pausing(store: IpamStore, at: (method: string, args: unknown[]) => boolean) {
+  let resume!: () => void;
+  const gate = new Promise<void>((r) => (resume = r));
+  let paused!: () => void;
+  const reached = new Promise<void>((r) => (paused = r));
+  let done = false;
+  const view = new Proxy(store, {
+    get(real, prop) {
+      const value = (real as unknown as Record<string | symbol, unknown>)[prop];
+      if (typeof value !== 'function') return value;
+      return async (...args: unknown[]) => {
+        if (!done && at(String(prop), args)) {
+          done = true;
+          paused();
+          await gate;
+        }
+        return (value as (...a: unknown[]) => unknown).apply(real, args);
+      };
+    },
+  });
+  return { store: view, reached, resume };
+}
+
+const env = { ...process.env };
+afterEach(() => {
+  process.env = { ...env };
+});
+
+describe('a DEL of an earlier pod of the same name (finding 1)', () => {
+  for (const range of ['10.40.0.0/24', '10.40.0.0/21']) {
+    it(`repeated after the pod was re-created frees nothing (${range}), with and without pod UIDs`, async () => {
+      for (const uids of [true, false]) {
+        const ipam = { type: 'whereabouts', range, file_store_dir: tempStoreDir() };
+        const pod = (id: string, uid: string) => ({ containerId: id, pod: 'ns/sts-0', args: uids ? `K8S_POD_UID=${uid}` : '' });
+        expect(await addresses(ipam, pod('O', 'u1'))).toEqual([range.replace('0.0/', '0.1/')]);
+        await del(ipam, pod('O', 'u1'));
+        const live = await addresses(ipam, pod('N', 'u2'));
+        await del(ipam, pod('O', 'u1')); // the runtime repeats the old sandbox's DEL
+        const other = await addresses(ipam, { containerId: 'Q', pod: 'ns/other' });
+        expect(other).not.toEqual(live);
+        expect(await addresses(ipam, pod('N', 'u2'))).toEqual(live); // N still holds its lease
+      }
+    });
+  }
+
+  it('records the pod UID and releases by pod only for the same UID', async () => {
+    const ipam = { type: 'whereabouts', range: '10.41.0.0/24', file_store_dir: tempStoreDir() };
+    await addresses(ipam, { containerId: 'a', pod: 'ns/p', args: 'K8S_POD_UID=u1' });
+    const store = new FileStore(ipam.file_store_dir);
+    expect((await store.readPool('10.41.0.0-24'))!.value.allocations['1']).toMatchObject({ id: 'a', poduid: 'u1' });
+    await del(ipam, { containerId: 'x', pod: 'ns/p', args: 'K8S_POD_UID=u0' }); // another pod of that name
+    await del(ipam, { containerId: 'y', pod: 'ns/p' }); // no UID: cannot free a lease taken with one
+    expect((await store.readPool('10.41.0.0-24'))!.value.allocations['1']?.id).toBe('a');
+    await del(ipam, { containerId: 'z', pod: 'ns/p', args: 'K8S_POD_UID=u1' }); // same pod, another container
+    expect((await store.readPool('10.41.0.0-24'))!.value.allocations).toEqual({});
+  });
+});
+
+describe('a DEL of an old sandbox concurrent with the ADD of a new pod (findings 2, 8)', () => {
+  for (const sharded of [false, true]) {
+    it(`keeps the new pod's reservation${sharded ? ' and claim' : ''}: no third pod gets its address`, async () => {
+      const store = new FileStore(tempStoreDir());
+      const A = target(sharded ? '10.0.0.0/21' : '10.0.0.0/24');
+      const B = target('10.0.0.0/25'); // overlaps A
+      const O: Claimant = { id: 'O', podref: 'ns/sts-0', ifname: 'net1', network: 'n' };
+      const N: Claimant = { ...O, id: 'N' };
+      const Q: Claimant = { id: 'Q', podref: 'ns/other', ifname: 'net1', network: 'n2' };
+      expect((await take(A, store, O)).offset).toBe(1n);
+      // DEL O stops right after its pool write, before it looks at reservations and claims.
+      let poolWritten = false;
+      const paused = pausing(store, (method, args) => {
+        if (method === 'writePool' && !String(args[0]).endsWith('-index')) poolWritten = true;
+        return method === 'readReservation' && poolWritten;
+      });
+      const delO = give(A, paused.store, O);
+      await paused.reached;
+      const n = (await take(A, store, N)).offset;
+      paused.resume();
+      await delO;
+      expect((await take(B, store, Q)).offset).not.toBe(n);
+      expect(await give(A, store, N)).toHaveLength(1); // N's lease is found and released
+      expect(await store.listReservations()).toEqual(['blue-10.0.0.2']); // Q's; N's and its claim are gone
+    });
+  }
+
+  it('claim() answers "ours" only for the same pod instance, and hands it over by compare-and-swap', async () => {
+    const store = new FileStore(tempStoreDir());
+    const now = new Date().toISOString();
+    const O: Claimant = { id: 'O', podref: 'ns/p', ifname: 'net1', network: 'n', uid: 'u1' };
+    expect(await claim(store, 'r', O, now)).toBe('created');
+    expect(await claim(store, 'r', { ...O, id: 'N', uid: 'u2' }, now)).toBe('taken'); // re-created pod
+    expect(await claim(store, 'r', { ...O, id: 'S' }, now)).toBe('ours'); // new sandbox, same pod
+    expect((await store.readReservation('r'))!.value).toMatchObject({ containerid: 'S', poduid: 'u1' });
+  });
+});
+
+describe('FileStore.replaceReservation', () => {
+  it('replaces only the version it read, and never re-creates a deleted one', async () => {
+    const store = new FileStore(tempStoreDir());
+    await store.createReservation('r', { podref: 'a' });
+    const first = (await store.readReservation('r'))!;
+    expect(await store.replaceReservation('r', first.version, { podref: 'b' })).toBe(true);
+    expect(await store.replaceReservation('r', first.version, { podref: 'c' })).toBe(false);
+    const second = (await store.readReservation('r'))!;
+    expect(second.value.podref).toBe('b');
+    expect(second.version).not.toBe(first.version);
+    await store.deleteReservation('r', second.version);
+    expect(await store.replaceReservation('r', second.version, { podref: 'd' })).toBe(false);
+    expect(await store.readReservation('r')).toBeUndefined();
+  });
+});
+
+describe('a sharded ADD next to a full overlapping pool (finding 3)', () => {
+  it('skips the reserved addresses within one attempt, without back-off', async () => {
+    const store = new FileStore(tempStoreDir());
+    for (let i = 1; i <= 254; i++) await store.createReservation(`blue-10.50.0.${i}`, { containerid: `b${i}`, podref: `ns/b${i}`, ifname: 'net1', since: new Date().toISOString() });
+    const A = target('10.50.0.0/21');
+    const started = Date.now();
+    for (const id of ['a1', 'a2']) {
+      const lease = await acquireSharded(store, A, { id, podref: `ns/${id}`, ifname: 'net1', network: 'na' }, Date.now() + 5_000);
+      expect(lease.offset).toBe(id === 'a1' ? 255n : 256n);
+    }
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+});
+
+describe('a store outage (finding 4)', () => {
+  it('while a legacy pool is migrated during DEL is retried, then code 11, not an internal error', async () => {
+    const dir = tempStoreDir();
+    const store = new FileStore(dir);
+    const A = target('10.60.0.0/21', '', false);
+    await store.writePool(A.name, { range: A.range.cidr, allocations: { 1030: { id: 'c1', podref: 'ns/p1', ifname: 'net1' } } }, undefined);
+    // Fails twice, as a lock held too long does: retried inside the deadline.
+    let failures = 2;
+    const flaky = new Proxy(store, {
+      get(real, prop) {
+        const value = (real as unknown as Record<string | symbol, unknown>)[prop];
+        if (prop === 'writePool') {
+          return async (...args: unknown[]) => {
+            if (String(args[0]).endsWith('-index') && failures-- > 0) throw new StoreUnavailable('lock held');
+            return (value as (...a: unknown[]) => unknown).apply(real, args);
+          };
+        }
+        return typeof value === 'function' ? value.bind(real) : value;
+      },
+    });
+    expect(await releaseSharded(flaky, A, { id: 'c1', podref: 'ns/p1', ifname: 'net1', network: 'n' }, soon())).toHaveLength(1);
+
+    // Through the plugin: the index lock held by another process for longer than the deadline.
+    const ipam = { type: 'whereabouts', range: '10.61.0.0/21', file_store_dir: dir };
+    await store.writePool('10.61.0.0-21', { range: '10.61.0.0/21', allocations: { 1030: { id: 'c2', podref: 'ns/p2', ifname: 'net1' } } }, undefined);
+    const lock = join(dir, 'pools', '10.61.0.0-21-index.lock');
+    closeSync(openSync(lock, 'a'));
+    const holder = spawn(process.execPath, ['-e', `const db = new (require('node:sqlite').DatabaseSync)(${JSON.stringify(lock)}); db.exec('BEGIN IMMEDIATE'); console.log('held'); setTimeout(() => {}, 8000);`]);
+    try {
+      await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+      process.env.UNDERLAY_IPAM_DEADLINE_MS = '1500';
+      const err = await failure(del(ipam, { containerId: 'c2', pod: 'ns/p2' }));
+      expect(err.code).toBe(11);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  }, 30_000);
+});
+
+describe('configs ADD refuses (finding 5)', () => {
+  it('fail ADD with code 7 and let DEL and GC succeed: nothing can be leased under them', async () => {
+    const dir = tempStoreDir();
+    const twoInOnePool = { type: 'whereabouts', ipRanges: [{ range: '10.70.0.0/24' }, { range: '10.70.0.0/24', range_start: '10.70.0.100' }], file_store_dir: dir };
+    const longName = { type: 'whereabouts', range: '10.71.0.0/21', network_name: `n${'x'.repeat(180)}`, file_store_dir: dir };
+    for (const ipam of [twoInOnePool, longName]) {
+      expect((await failure(addresses(ipam))).code).toBe(7);
+      await del(ipam);
+      await ipamPlugin.gc(invocation({ ipam, verb: 'GC', extra: { 'cni.dev/valid-attachments': [] } }));
+    }
+  });
+});
+
+describe('GC next to an ADD in flight (finding 6)', () => {
+  it('changes the index version, so the ADD cannot raise its hint over an address GC freed', async () => {
+    const store = new FileStore(tempStoreDir());
+    const A = target('10.0.0.0/21', '', false);
+    const allocations: Record<string, { id: string; podref: string; ifname: string; network: string }> = {};
+    const valid: Array<{ containerID: string; ifname: string }> = [];
+    for (let i = 1; i <= 1023; i++) {
+      allocations[i] = { id: `c${i}`, podref: `ns/p${i}`, ifname: 'net1', network: 'n' };
+      if (i !== 7) valid.push({ containerID: `c${i}`, ifname: 'net1' });
+    }
+    await store.writePool(A.name, { range: A.range.cidr, allocations }, undefined);
+    const who = (id: string): Claimant => ({ id, podref: `ns/${id}`, ifname: 'net1', network: 'n' });
+    valid.push({ containerID: 'X', ifname: 'net1' });
+    // X has read the index and seen shard 0 full; it stops just before raising its hint.
+    const paused = pausing(store, (method, args) => method === 'writePool' && String(args[0]).endsWith('-index') && args[2] !== undefined);
+    const x = acquireSharded(paused.store, A, who('X'), soon());
+    await paused.reached;
+    expect((await collectGarbage(store, [A], 'n', valid, soon())).released).toBe(1);
+    paused.resume();
+    await x;
+    expect((await acquireSharded(store, A, who('Y'), soon())).offset).toBe(7n);
+  });
+});
+
+describe('file store versions (finding 7)', () => {
+  it('count exactly past 2^53 and refuse a version that is not a decimal counter, naming the file', async () => {
+    const dir = tempStoreDir();
+    const store = new FileStore(dir);
+    mkdirSync(join(dir, 'pools'), { recursive: true });
+    writeFileSync(join(dir, 'pools', 'p.json'), '{"version":"9007199254740993","range":"10.0.0.0/24","allocations":{}}\n');
+    expect(await store.writePool('p', { range: '10.0.0.0/24', allocations: {} }, '9007199254740993')).toBe(true);
+    expect((await store.readPool('p'))!.version).toBe('9007199254740994');
+    writeFileSync(join(dir, 'pools', 'q.json'), '{"version":"abc","range":"10.0.0.0/24","allocations":{}}\n');
+    await expect(store.writePool('q', { range: '10.0.0.0/24', allocations: {} }, 'abc')).rejects.toThrow(/q\.json has version "abc", not a decimal counter/);
+  });
+});
+
+describe('housekeeping (findings 9, 11)', () => {
+  it('keeps a pool of 1024 addresses in one whereabouts IPPool record', async () => {
+    const dir = tempStoreDir();
+    const ipam = { type: 'whereabouts', range: '10.80.0.0/22', file_store_dir: dir };
+    expect(await addresses(ipam, { containerId: 'a', pod: 'ns/a' })).toEqual(['10.80.0.1/22']);
+    expect(readdirSync(join(dir, 'pools')).filter((f) => f.endsWith('.json'))).toEqual(['10.80.0.0-22.json']);
+  });
+
+  it('GC removes old temp files a killed reservation create left behind, and spares young ones', async () => {
+    const dir = tempStoreDir();
+    const ipam = { type: 'whereabouts', range: '10.81.0.0/24', file_store_dir: dir };
+    await addresses(ipam, { containerId: 'a', pod: 'ns/a' });
+    const old = join(dir, 'reservations', '10.81.0.9.json.tmp-1-dead');
+    writeFileSync(old, '{"half');
+    utimesSync(old, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+    writeFileSync(join(dir, 'reservations', '10.81.0.8.json.tmp-2-live'), '{"half');
+    await ipamPlugin.gc(invocation({ ipam, verb: 'GC', extra: { 'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'net1' }] } }));
+    expect(readdirSync(join(dir, 'reservations')).filter((f) => !f.startsWith('.')).sort()).toEqual(['10.81.0.1.json', '10.81.0.8.json.tmp-2-live']);
+  });
+});
