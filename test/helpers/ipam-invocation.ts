@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeConfig } from '../../lib/cni/config.ts';
 import type { Verb } from '../../lib/cni/env.ts';
+import { CniError } from '../../lib/cni/errors.ts';
 import type { Invocation } from '../../lib/cni/skel.ts';
 import { requireSupported } from '../../lib/cni/version.ts';
 
@@ -44,3 +45,25 @@ export function invocation(spec: InvocationSpec): Invocation {
 
 /** A fresh, private directory for a file store. */
 export const tempStoreDir = (prefix = 'underlay-ipam-'): string => mkdtempSync(join(tmpdir(), prefix));
+
+/** The CniError `promise` rejects with; fails the test if it resolves or throws anything else. */
+export async function failure(promise: Promise<unknown>): Promise<CniError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof CniError) return err;
+    throw err;
+  }
+  throw new Error('expected a CniError');
+}
+
+/** The CniError `fn` throws; fails the test if it returns or throws anything else. */
+export function thrown(fn: () => unknown): CniError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CniError) return err;
+    throw err;
+  }
+  throw new Error('expected a CniError');
+}

@@ -4,10 +4,9 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
-import { CniError } from '../../lib/cni/errors.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
 import { FileStore } from '../../ipam/store/file.ts';
-import { invocation, tempStoreDir, type InvocationSpec } from '../helpers/ipam-invocation.ts';
+import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 type Ipam = Record<string, unknown>;
 
@@ -16,15 +15,6 @@ const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (awa
 const del = (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => ipamPlugin.del(invocation({ ipam, verb: 'DEL', ...spec }));
 const status = (ipam: Ipam) => ipamPlugin.status(invocation({ ipam, verb: 'STATUS' }));
 
-async function failure(promise: Promise<unknown>): Promise<CniError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof CniError) return err;
-    throw err;
-  }
-  throw new Error('expected a CniError');
-}
 
 describe('seed example: range 192.168.91.100-192.168.91.110/24', () => {
   it('hands out .100-.104 in order, reuses a released .102, and names the range when exhausted', async () => {

@@ -6,7 +6,6 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CniError } from '../../lib/cni/errors.ts';
 import type { Claimant } from '../../ipam/allocator.ts';
 import { acquire, claim, release, type PoolTarget } from '../../ipam/lease.ts';
 import { poolName } from '../../ipam/names.ts';
@@ -17,22 +16,13 @@ import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
 import { isSharded } from '../../ipam/shards.ts';
 import { FileStore } from '../../ipam/store/file.ts';
 import { StoreUnavailable, type IpamStore } from '../../ipam/store/types.ts';
-import { invocation, tempStoreDir, type InvocationSpec } from '../helpers/ipam-invocation.ts';
+import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 type Ipam = Record<string, unknown>;
 const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (await ipamPlugin.add(invocation({ ipam, ...spec }))).ips!.map((ip) => ip.address);
 const del = (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => ipamPlugin.del(invocation({ ipam, verb: 'DEL', ...spec }));
 const soon = () => Date.now() + 10_000;
 
-async function failure(promise: Promise<unknown>): Promise<CniError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof CniError) return err;
-    throw err;
-  }
-  throw new Error('expected a CniError');
-}
 
 function target(cidr: string, networkName = 'blue', overlapping = true): PoolTarget {
   const range = resolveRange({ range: cidr }, 'ipam');

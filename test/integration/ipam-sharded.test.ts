@@ -4,11 +4,10 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { CniError } from '../../lib/cni/errors.ts';
 import { runIpamCli } from '../../ipam/cli.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
 import { FileStore } from '../../ipam/store/file.ts';
-import { invocation, tempStoreDir, type InvocationSpec } from '../helpers/ipam-invocation.ts';
+import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 type Ipam = Record<string, unknown>;
 const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (await ipamPlugin.add(invocation({ ipam, ...spec }))).ips!.map((ip) => ip.address);
@@ -16,15 +15,6 @@ const del = (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => ipamPlugin.del(i
 const pools = (dir: string) => readdirSync(join(dir, 'pools')).filter((f) => f.endsWith('.json')).sort();
 const files = (dir: string, sub: string) => readdirSync(join(dir, sub)).filter((f) => f.endsWith('.json'));
 
-async function failure(promise: Promise<unknown>): Promise<CniError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof CniError) return err;
-    throw err;
-  }
-  throw new Error('expected a CniError');
-}
 
 async function cli(argv: string[]): Promise<string> {
   let out = '';

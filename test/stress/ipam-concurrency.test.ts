@@ -8,12 +8,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { BIN } from '../helpers/exec.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BIN, requireBuild } from '../helpers/exec.ts';
 import { tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 const PLUGIN = join(BIN, 'whereabouts');
-const built = existsSync(PLUGIN);
+beforeAll(requireBuild);
 
 interface Run {
   code: number | null;
@@ -50,9 +50,26 @@ function poolFile(dir: string, pool: string): { allocations: Record<string, { id
   return JSON.parse(readFileSync(join(dir, 'pools', `${pool}.json`), 'utf8')) as { allocations: Record<string, { id: string; podref: string }> };
 }
 
+/** 200 concurrent ADDs, 60 of them SIGKILLed at random moments in the first 4 s; returns the survivors. */
+async function addsWithKills(config: object, prefix: string): Promise<Array<{ run: Run; id: string }>> {
+  const runs = Array.from({ length: 200 }, (_, i) => call('ADD', config, `${prefix}${i}`));
+  const victims = new Set<number>();
+  while (victims.size < 60) victims.add(Math.floor(Math.random() * runs.length));
+  await Promise.all([...victims].map(async (i) => {
+    await new Promise((r) => setTimeout(r, Math.random() * 4000));
+    runs[i]!.kill();
+  }));
+  await Promise.all(runs.map((r) => r.done));
+  const survivors = runs.map((run, i) => ({ run, id: `${prefix}${i}` })).filter(({ run }) => run.code === 0);
+  expect(runs.filter((run) => run.signal === null && run.code !== 0).map((r) => r.stdout)).toEqual([]); // only killed processes may fail
+  expect(survivors.length).toBeGreaterThan(0);
+  expect(runs.filter((run) => run.signal === 'SIGKILL').length).toBeGreaterThan(0);
+  return survivors;
+}
+
 const reservations = (dir: string): string[] => readdirSync(join(dir, 'reservations')).filter((f) => f.endsWith('.json'));
 
-describe.skipIf(!built)('IPAM executable under concurrency', () => {
+describe('IPAM executable under concurrency', () => {
   it('8 processes x 100 ADDs on one /22 give 800 distinct addresses; DEL of all empties the pool', async () => {
     const dir = tempStoreDir();
     const config = { cniVersion: '1.1.0', name: 'stress', type: 'whereabouts', ipam: { type: 'whereabouts', range: '10.100.0.0/22', file_store_dir: dir } };
@@ -81,20 +98,7 @@ describe.skipIf(!built)('IPAM executable under concurrency', () => {
   it('survives kill -9 at random moments during 200 concurrent ADDs', async () => {
     const dir = tempStoreDir();
     const config = { cniVersion: '1.1.0', name: 'faults', type: 'whereabouts', ipam: { type: 'whereabouts', range: '10.101.0.0/22', file_store_dir: dir } };
-    const runs = Array.from({ length: 200 }, (_, i) => call('ADD', config, `k${i}`));
-    const victims = new Set<number>();
-    while (victims.size < 60) victims.add(Math.floor(Math.random() * runs.length));
-    await Promise.all([...victims].map(async (i) => {
-      await new Promise((r) => setTimeout(r, Math.random() * 4000));
-      runs[i]!.kill();
-    }));
-    await Promise.all(runs.map((r) => r.done));
-
-    const survivors = runs.map((run, i) => ({ run, id: `k${i}` })).filter(({ run }) => run.code === 0);
-    const failed = runs.filter((run) => run.signal === null && run.code !== 0);
-    expect(failed.map((r) => r.stdout)).toEqual([]); // only killed processes may fail
-    expect(survivors.length).toBeGreaterThan(0);
-    expect(runs.filter((run) => run.signal === 'SIGKILL').length).toBeGreaterThan(0);
+    const survivors = await addsWithKills(config, 'k');
 
     // The pool file parses and no address is held twice, by a survivor's answer or in the pool.
     const pool = poolFile(dir, '10.101.0.0-22');
@@ -121,17 +125,7 @@ describe.skipIf(!built)('IPAM executable under concurrency', () => {
     const dir = tempStoreDir();
     // Offsets 868..1067 of 10.102.0.0/21: shard 0 ends at 1023 (10.102.3.255).
     const config = { cniVersion: '1.1.0', name: 'shards', type: 'whereabouts', ipam: { type: 'whereabouts', range: '10.102.0.0/21', range_start: '10.102.3.100', file_store_dir: dir } };
-    const runs = Array.from({ length: 200 }, (_, i) => call('ADD', config, `s${i}`));
-    const victims = new Set<number>();
-    while (victims.size < 60) victims.add(Math.floor(Math.random() * runs.length));
-    await Promise.all([...victims].map(async (i) => {
-      await new Promise((r) => setTimeout(r, Math.random() * 4000));
-      runs[i]!.kill();
-    }));
-    await Promise.all(runs.map((r) => r.done));
-    const survivors = runs.map((run, i) => ({ run, id: `s${i}` })).filter(({ run }) => run.code === 0);
-    expect(runs.filter((run) => run.signal === null && run.code !== 0).map((r) => r.stdout)).toEqual([]);
-    expect(survivors.length).toBeGreaterThan(0);
+    const survivors = await addsWithKills(config, 's');
 
     const union = () => {
       const shards = [poolFile(dir, '10.102.0.0-21'), ...(existsSync(join(dir, 'pools', '10.102.0.0-21-s1.json')) ? [poolFile(dir, '10.102.0.0-21-s1')] : [])];

@@ -3,24 +3,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CniError } from '../../lib/cni/errors.ts';
 import { loadIpamConfig, type IpamConfig } from '../../ipam/config.ts';
 import { spanOf } from '../../ipam/ranges.ts';
 import { openStore } from '../../ipam/store/open.ts';
-import { invocation, tempStoreDir, type InvocationSpec } from '../helpers/ipam-invocation.ts';
+import { invocation, tempStoreDir, type InvocationSpec, thrown } from '../helpers/ipam-invocation.ts';
 
 const load = (ipam: Record<string, unknown>, spec: Partial<InvocationSpec> = {}, flatFilePaths: string[] = []): IpamConfig =>
   loadIpamConfig(invocation({ ipam, ...spec }), { flatFilePaths, env: {} });
 
-const failure = (fn: () => unknown): CniError => {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof CniError) return err;
-    throw err;
-  }
-  throw new Error('expected a CniError');
-};
+const failure = thrown;
 
 const KUBE = { kubeconfig: '/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig' };
 

@@ -1,6 +1,6 @@
 // Addresses, names and ranges: the arithmetic every pool rests on.
+import { thrown } from '../helpers/ipam-invocation.ts';
 import { describe, expect, it } from 'vitest';
-import { CniError } from '../../lib/cni/errors.ts';
 import { formatAddr, parseAddr, parseCidr } from '../../ipam/addr.ts';
 import { normalizeForName, poolName, reservationAddress, reservationName } from '../../ipam/names.ts';
 import { addressAt, resolveRange, spanOf } from '../../ipam/ranges.ts';
@@ -49,15 +49,7 @@ describe('names, as whereabouts derives them', () => {
   });
 });
 
-const failure = (fn: () => unknown): CniError => {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof CniError) return err;
-    throw err;
-  }
-  throw new Error('expected a CniError');
-};
+const failure = thrown;
 
 describe('ranges', () => {
   it('normalizes the range to its network and excludes network and broadcast', () => {
