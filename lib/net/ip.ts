@@ -79,22 +79,20 @@ export type IpCommand = ReadonlyArray<string | number>;
 // in a second command. Refused here, once, for every caller.
 const SAFE_TOKEN = /^[^\s"'\\#]+$/;
 
-/** The text `ip -batch -` reads for `commands`; throws on a token that is not a plain word. */
+/** Throws, naming the token, unless each can go into an `ip -batch` line as one plain word. */
+export function assertBatchSafe(...tokens: ReadonlyArray<string | number>): void {
+  for (const token of tokens) {
+    const text = String(token);
+    if (!SAFE_TOKEN.test(text)) {
+      throw new CniError(Code.InvalidConfig, `refusing to pass ${showValue(text)} to iproute2: it is empty or holds white space, a quote, "\\" or "#"`);
+    }
+  }
+}
+
+/** The text `ip -batch -` reads for `commands`. */
 export function batchText(commands: ReadonlyArray<IpCommand>): string {
-  return commands
-    .map((tokens) =>
-      tokens
-        .map((token) => {
-          const text = String(token);
-          if (!SAFE_TOKEN.test(text)) {
-            throw new CniError(Code.InvalidConfig, `refusing to pass ${showValue(text)} to iproute2: it is empty or holds white space, a quote, "\\" or "#"`);
-          }
-          return text;
-        })
-        .join(' '),
-    )
-    .map((line) => `${line}\n`)
-    .join('');
+  for (const tokens of commands) assertBatchSafe(...tokens);
+  return commands.map((tokens) => `${tokens.join(' ')}\n`).join('');
 }
 
 /** Applies several changes with one spawn; stops at the first failing line, as `ip -batch` does. */

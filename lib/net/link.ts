@@ -84,7 +84,7 @@ function sysctlFiles(plan: PodInterfacePlan): string[] {
 export function routeCommand(route: Route, ifName: string, ips: ReadonlyArray<IpConfig>): IpCommand {
   const family = familyOf(route.dst);
   const gw = route.gw ?? ips.find((ip) => ip.gateway && familyOf(ip.gateway) === family)?.gateway;
-  const tokens: Array<string | number> = ['route', 'add', route.dst === 'default' ? (family === 6 ? '::/0' : '0.0.0.0/0') : route.dst];
+  const tokens: Array<string | number> = ['route', 'add', route.dst];
   if (gw) tokens.push('via', gw);
   tokens.push('dev', ifName);
   if (route.priority !== undefined) tokens.push('metric', route.priority);

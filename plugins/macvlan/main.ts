@@ -5,7 +5,7 @@ import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import { parseResult, type Result } from '../../lib/cni/result.ts';
 import { atLeast } from '../../lib/cni/version.ts';
 import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
-import { batchText, IpError, ipBatch } from '../../lib/net/ip.ts';
+import { assertBatchSafe, IpError, ipBatch } from '../../lib/net/ip.ts';
 import { configurePodInterface, deleteLinkOfKind, findLink, netnsGone, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
 import { Undo } from '../../lib/undo.ts';
 import { loadConf, parseFields, type MacvlanConf } from './config.ts';
@@ -34,7 +34,7 @@ async function add(inv: Invocation): Promise<Result> {
   const conf = loadConf(inv, { requireMaster: false });
   const { netns, ifName } = inv.env;
   if (netnsGone(netns)) throw new CniError(Code.InvalidNetns, `CNI_NETNS ${netns} does not exist`);
-  batchText([[netns, ifName]]); // refuse names iproute2's batch mode cannot carry before anything is made
+  assertBatchSafe(netns, ifName); // before anything is made, not halfway through
   if (!atLeast(inv.cniVersion, '0.3.0') && !wantsIpam(inv)) {
     throw new CniError(Code.IncompatibleVersion, `cniVersion ${inv.cniVersion} results need an IP address; a macvlan without ipam needs cniVersion 0.3.0 or later`);
   }
