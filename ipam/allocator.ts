@@ -44,9 +44,6 @@ export type AssignPlan =
   | { kind: 'new'; offset: bigint; change: Change }
   | { kind: 'exhausted' };
 
-/** How many former container IDs a lease remembers (see formerids). */
-const FORMER_IDS_KEPT = 4;
-
 export const ifnameMatches = (allocation: Allocation, ifname: string): boolean =>
   allocation.ifname === undefined || allocation.ifname === '' || allocation.ifname === ifname;
 
@@ -98,9 +95,13 @@ export function lowestFree(pool: PoolRecord, range: IpRange, skip: ReadonlySet<s
   return undefined;
 }
 
-/** The key of the lease held by (podref, ifname), if any: the basis of idempotent ADD. */
-export const findByPod = (pool: PoolRecord, podref: string, ifname: string): string | undefined =>
-  findKey(pool, (a) => a.podref === podref && ifnameMatches(a, ifname));
+/**
+ * The key of the lease held by this pod instance on this interface, if any: the basis of idempotent ADD.
+ * (podref, ifname), and the same pod UID when both know one: a pod re-created under the same name while
+ * the old one may still run (a force-deleted pod on a lost node) must not take over its address.
+ */
+export const findByPod = (pool: PoolRecord, who: Pick<Claimant, 'podref' | 'ifname' | 'uid'>): string | undefined =>
+  findKey(pool, (a) => sameInstance(a, who));
 
 export const findByContainer = (pool: PoolRecord, id: string, ifname: string): string | undefined =>
   findKey(pool, (a) => a.id === id && ifnameMatches(a, ifname));
@@ -124,19 +125,20 @@ function keysWhere(pool: PoolRecord, match: (allocation: Allocation) => boolean,
 const findKey = (pool: PoolRecord, match: (allocation: Allocation) => boolean): string | undefined => keysWhere(pool, match, true)[0];
 
 /**
- * ADD. A pod that already holds a lease on this interface gets it back, now recorded under the new
- * container ID (a sandbox re-created after a kubelet restart sends only an ADD); otherwise the lowest
+ * ADD. A pod instance that already holds a lease on this interface gets it back, now recorded under
+ * the new container ID (a sandbox re-created after a kubelet restart sends only an ADD); otherwise the lowest
  * free offset. `skip` holds offsets found reserved by an overlapping pool during this attempt.
  */
 export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now: string, skip?: ReadonlySet<string>): AssignPlan {
-  const key = findByPod(pool, who.podref, who.ifname);
+  const key = findByPod(pool, who);
   if (key !== undefined) {
     const held = pool.allocations[key]!;
     const change: Change = { set: [], remove: [] };
-    if (held.id !== who.id) {
-      const formerids = [...(held.formerids ?? []), held.id].slice(-FORMER_IDS_KEPT);
-      const moved: Allocation = { ...held, id: who.id, ifname: who.ifname, formerids };
-      // The lease now belongs to this pod instance: a late DEL of the former one (its UID) is ignored.
+    if (held.id !== who.id || held.network !== who.network || (who.uid !== undefined && held.poduid !== who.uid)) {
+      // The lease now belongs to this container (a late DEL of the former one releases nothing: DEL
+      // matches the current container ID only) and to the network that asked, whose GC judges it.
+      const moved: Allocation = { ...held, id: who.id, ifname: who.ifname, network: who.network };
+      delete (moved as { formerids?: unknown }).formerids; // written by earlier versions; means nothing now
       if (who.uid !== undefined) moved.poduid = who.uid;
       change.set.push([key, moved]);
     }
@@ -155,45 +157,13 @@ export function newAllocation(who: Claimant, now: string): Allocation {
 }
 
 /**
- * DEL of (container ID, ifname) may release `a` by pod when it holds no lease by container: same podref
- * and ifname, a container ID the lease never moved away from (a late DEL of a replaced sandbox), and
- * the same pod UID, compared strictly: a DEL of an earlier pod of the same name (a StatefulSet pod
- * re-created) carries another UID, and a DEL without one cannot free a lease taken with one.
+ * DEL. Releases exactly the leases whose current container ID is `who.id` on this interface. Never by
+ * pod: a DEL that carries another container ID (a late DEL of a sandbox whose lease an idempotent ADD
+ * moved, a DEL of an earlier pod of the same name, a repeated DEL after a GC) releases nothing, since
+ * the lease may be live under its new holder. A lease whose matching DEL never comes is freed by GC.
  */
-const releasableByPod = (a: Allocation, who: Omit<Claimant, 'network'>): boolean =>
-  a.podref === who.podref && ifnameMatches(a, who.ifname) && !(a.formerids ?? []).includes(who.id) && a.poduid === who.uid;
-
-/**
- * DEL. Releases the leases of (container ID, ifname); when there is none, those of (podref, ifname) of
- * the same pod UID (releasableByPod), so a DEL that carries a different container ID than the ADD does
- * not leak the address. Without a pod (podref is the container ID) there is no fallback. A container ID
- * the pool remembers releasing (`released`) is a repeated DEL: it releases nothing by pod, or it could
- * free the lease of a new pod of the same name.
- */
-export function planRelease(pool: PoolRecord, who: Omit<Claimant, 'network'>): Change {
-  const byContainer = keysWhere(pool, (a) => a.id === who.id && ifnameMatches(a, who.ifname));
-  if (byContainer.length > 0 || who.podref === who.id) return { set: [], remove: byContainer };
-  if (wasReleased(pool, who.id)) return { set: [], remove: [] };
-  return { set: [], remove: keysWhere(pool, (a) => releasableByPod(a, who)) };
-}
-
-/** How many released container IDs a record remembers (see planRelease). */
-const RELEASED_KEPT = 32;
-
-/** The container IDs a record remembers releasing; tolerant of a missing or hand-edited field. */
-function releasedOf(pool: PoolRecord): string[] {
-  const list = (pool as { released?: unknown }).released;
-  return Array.isArray(list) ? list.filter((id): id is string => typeof id === 'string') : [];
-}
-
-export const wasReleased = (pool: PoolRecord, id: string): boolean => releasedOf(pool).includes(id);
-
-/** `pool` remembering that the containers `ids` were released (the oldest are forgotten first). */
-export function rememberReleased<T extends PoolRecord>(pool: T, ids: ReadonlyArray<string>): T {
-  const fresh = ids.filter((id, i) => ids.indexOf(id) === i);
-  if (fresh.length === 0) return pool;
-  const released = [...releasedOf(pool).filter((id) => !fresh.includes(id)), ...fresh].slice(-RELEASED_KEPT);
-  return { ...pool, released };
+export function planRelease(pool: PoolRecord, who: Pick<Claimant, 'id' | 'ifname'>): Change {
+  return { set: [], remove: keysWhere(pool, (a) => a.id === who.id && ifnameMatches(a, who.ifname)) };
 }
 
 /**

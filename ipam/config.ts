@@ -10,7 +10,7 @@ import type { Invocation } from '../lib/cni/skel.ts';
 import { isLogLevel, log } from '../lib/log.ts';
 import { parseAddr, type Addr } from './addr.ts';
 import { checkNetworkName, poolName, reservationName, SAFE_NAME } from './names.ts';
-import { resolveRange, type IpRange } from './ranges.ts';
+import { resolveRange, spanOf, type IpRange } from './ranges.ts';
 import { claimName, indexName, isSharded, shardName, shardOf } from './shards.ts';
 import { staticAddresses, type StaticAddress } from './static.ts';
 import { DEFAULT_FILE_STORE_DIR } from './store/file.ts';
@@ -174,6 +174,8 @@ function etcdSettings(conf: IpamConf): EtcdSettings {
  * What ADD would refuse about the pools, checked when the config is loaded so that DEL and GC, which
  * tolerate a config error (there can be nothing to release), do not fail on it later:
  *  - two ranges of one config in one pool (a pod gets one lease per pool and interface);
+ *  - two ranges of one config whose allocatable spans share an address (each is its own pool, and the
+ *    pod's reservation of that address would look like its own to the other);
  *  - a record name (pool, shard, index, claim, reservation) the stores cannot hold, as a long
  *    network_name makes.
  */
@@ -189,6 +191,17 @@ export function checkPools(networkName: string, ranges: ReadonlyArray<IpRange>):
       );
     }
     byName.set(name, range.field);
+    const lo = range.network + range.first;
+    const hi = range.network + range.last;
+    const sibling = ranges.find((r) => r !== range && ranges.indexOf(r) < ranges.indexOf(range) && r.family === range.family && r.network + r.first <= hi && lo <= r.network + r.last);
+    if (sibling !== undefined) {
+      // Each range is a pool of its own; an address in both could be leased once in each, to one pod
+      // or (the reservation being the pod's own) to two.
+      throw new CniError(
+        Code.InvalidConfig,
+        `invalid network config: ${range.field}.range = ${JSON.stringify(range.source)} (${spanOf(range)}) overlaps ${sibling.field}.range = ${JSON.stringify(sibling.source)} (${spanOf(sibling)}): one config's ranges must not share addresses`,
+      );
+    }
     const names = [name, reservationName(networkName, range.family, range.network + range.last)];
     if (isSharded(range)) names.push(shardName(name, shardOf(range.last)), indexName(name), claimName(name, '', ''));
     const bad = names.find((n) => !SAFE_NAME.test(n));

@@ -5,13 +5,14 @@
 //        the reservation again. A reservation without a lease (a crash in between) only blocks an
 //        address until GC clears it; a lease never exists without a reservation, and a lease whose
 //        reservation turns out to be another pod's after the swap is withdrawn before it is returned.
-//   DEL: the pool first, then the reservation, only if it still belongs to the released lease (its
-//        container ID, or one the lease moved away from): an ADD of a new pod of the same name that ran
-//        in between has made the reservation its own (claim renews the holder by compare-and-swap),
-//        and keeps it.
+//   DEL: releases only the leases whose current container ID is the DEL's (never by pod), then the
+//        reservation, only if it still belongs to the released lease (its container ID): an ADD of the
+//        pod's new sandbox that ran in between has made the reservation its own (claim renews the holder
+//        by compare-and-swap), and keeps it. A DEL killed between the two leaves a reservation without a
+//        lease: it only blocks the address until GC removes it.
 import { Code, CniError } from '../lib/cni/errors.ts';
 import { log } from '../lib/log.ts';
-import { applyChange, emptyPool, isEmptyChange, newAllocation, planAssign, planRelease, rememberReleased, sameInstance, type Claimant } from './allocator.ts';
+import { applyChange, emptyPool, isEmptyChange, newAllocation, planAssign, planRelease, sameInstance, type Claimant } from './allocator.ts';
 import { reservationName } from './names.ts';
 import { addressAt, spanOf, type IpRange } from './ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
@@ -35,14 +36,14 @@ export interface Lease {
 }
 
 /**
- * Does the reservation (or claim) belong to the lease `owner`? Its container ID is the lease's or one
- * the lease moved away from; a record without a container ID (whereabouts may omit it) falls back to
- * the pod (podref, ifname, and UID when both have one).
+ * Does the reservation (or claim) belong to the lease `owner`? Its container ID is the lease's; a record
+ * without a container ID (whereabouts may omit it) falls back to the pod (podref, ifname, and UID when
+ * both have one).
  */
 export function belongsTo(reservation: Reservation, owner: Allocation): boolean {
   if (reservation.podref !== owner.podref) return false;
   if (reservation.ifname && owner.ifname && reservation.ifname !== owner.ifname) return false;
-  if (reservation.containerid) return reservation.containerid === owner.id || (owner.formerids ?? []).includes(reservation.containerid);
+  if (reservation.containerid) return reservation.containerid === owner.id;
   return reservation.poduid === undefined || owner.poduid === undefined || reservation.poduid === owner.poduid;
 }
 
@@ -64,10 +65,12 @@ async function readPool(store: IpamStore, target: PoolTarget): Promise<{ pool: P
 /** A reservation of ours older than this is renewed when reused, so GC cannot take it for an orphan. */
 const RENEW_AFTER_MS = 60_000;
 
-export const reservationFor = (who: Claimant, now: string, offset?: string): Reservation => {
+/** The record `who` writes: a claim when `offset` is given, else an address reservation of `scope`. */
+export const reservationFor = (who: Claimant, now: string, offset?: string, scope?: string): Reservation => {
   const mine: Reservation = { containerid: who.id, podref: who.podref, ifname: who.ifname, since: now };
   if (who.uid !== undefined) mine.poduid = who.uid;
   if (offset !== undefined) mine.offset = offset;
+  if (scope !== undefined) mine.networkname = scope;
   return mine;
 };
 
@@ -78,8 +81,8 @@ export const reservationFor = (who: Claimant, now: string, offset?: string): Res
  * compare-and-swap: a concurrent DEL of the earlier container then sees it is no longer its own, and a
  * GC that judged the old version an orphan cannot delete the new one.
  */
-export async function claim(store: IpamStore, name: string, who: Claimant, now: string, previous?: Allocation): Promise<'created' | 'ours' | 'taken'> {
-  const mine = reservationFor(who, now);
+export async function claim(store: IpamStore, name: string, who: Claimant, now: string, previous?: Allocation, scope?: string): Promise<'created' | 'ours' | 'taken'> {
+  const mine = reservationFor(who, now, undefined, scope);
   for (let i = 0; i < 8; i++) {
     const found = await store.readReservation(name);
     if (!found) {
@@ -88,7 +91,7 @@ export async function claim(store: IpamStore, name: string, who: Claimant, now: 
     }
     if (!sameInstance(found.value, who) && !(previous && belongsTo(found.value, previous))) return 'taken';
     const age = Date.parse(now) - Date.parse(found.value.since ?? '');
-    const current = found.value.containerid === who.id && found.value.poduid === mine.poduid && Number.isFinite(age) && age <= RENEW_AFTER_MS;
+    const current = found.value.containerid === who.id && found.value.poduid === mine.poduid && found.value.networkname === mine.networkname && Number.isFinite(age) && age <= RENEW_AFTER_MS;
     if (current) return 'ours';
     if (await store.replaceReservation(name, found.version, mine)) return 'ours';
     // Changed or gone meanwhile: look again.
@@ -128,7 +131,7 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
       if (!target.overlapping) break;
       const key = plan.offset.toString();
       const previous = plan.kind === 'existing' ? pool.allocations[key] : undefined;
-      const outcome = await claim(store, reservationOf(target, plan.offset), who, now, previous);
+      const outcome = await claim(store, reservationOf(target, plan.offset), who, now, previous, target.networkName);
       if (outcome !== 'taken') {
         created = outcome === 'created';
         break;
@@ -146,7 +149,7 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
       if (created) await unclaim(store, reservationOf(target, plan.offset), ownerOf(who), deadline);
       return CONFLICT;
     }
-    if (target.overlapping && plan.kind === 'new' && !(await stillOurs(store, reservationOf(target, plan.offset), who, now))) {
+    if (target.overlapping && plan.kind === 'new' && !(await stillOurs(store, reservationOf(target, plan.offset), who, now, target.networkName))) {
       // GC took our reservation for an orphan and another pool claimed the address meanwhile: withdraw.
       await releaseKeys(store, target, [plan.offset.toString()], who, deadline);
       skip.add(plan.offset.toString());
@@ -157,10 +160,10 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
 }
 
 /** After the swap: is the reservation still this pod's? (Re-created if GC removed it meanwhile.) */
-export async function stillOurs(store: IpamStore, name: string, who: Claimant, now: string): Promise<boolean> {
+export async function stillOurs(store: IpamStore, name: string, who: Claimant, now: string, scope: string): Promise<boolean> {
   const found = await store.readReservation(name);
   if (found) return belongsTo(found.value, ownerOf(who));
-  return (await claim(store, name, who, now)) !== 'taken';
+  return (await claim(store, name, who, now, undefined, scope)) !== 'taken';
 }
 
 /** Removes exactly `keys` from the pool if they still belong to `who`'s container (rollback). */
@@ -185,13 +188,12 @@ export async function rollback(store: IpamStore, target: PoolTarget, lease: Leas
 export async function release(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
   const released = await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const snapshot = await store.readPool(target.name);
-    if (!snapshot) return [];
+    // Another scope's pool under the same name (see collectRecord in reconcile.ts) holds nothing of ours.
+    if (!snapshot || snapshot.value.range !== target.range.cidr) return [];
     const change = planRelease(snapshot.value, who);
     if (change.remove.length === 0) return [];
     const gone = change.remove.map((key): [bigint, Allocation] => [BigInt(key), snapshot.value.allocations[key]!]);
-    // Remembered, so that a repeated DEL of these containers cannot release a new lease of the pod's name.
-    const next = rememberReleased(applyChange(snapshot.value, change), [who.id, ...gone.map(([, a]) => a.id)]);
-    if (!(await store.writePool(target.name, next, snapshot.version))) return CONFLICT;
+    if (!(await store.writePool(target.name, applyChange(snapshot.value, change), snapshot.version))) return CONFLICT;
     return gone;
   });
   await dropReservations(store, target, released, deadline);

@@ -92,10 +92,12 @@ async function add(inv: Invocation): Promise<Result> {
       leases.push([target, await take(store, target, who, deadline)]);
     }
   } catch (err) {
-    // A failed ADD keeps nothing: the leases taken for earlier ranges go back.
+    // A failed ADD keeps nothing: the leases taken for earlier ranges go back, within one deadline
+    // for all of them (the ADD's own may be what ran out).
+    const undoDeadline = operationDeadline();
     for (const [target, lease] of leases.reverse()) {
       try {
-        await (isSharded(target.range) ? rollbackSharded : rollback)(store, target, lease, who, operationDeadline());
+        await (isSharded(target.range) ? rollbackSharded : rollback)(store, target, lease, who, undoDeadline);
       } catch (undo) {
         log.warn(`ADD failed and its lease in pool ${target.name} could not be returned: ${undo instanceof Error ? undo.message : String(undo)}`);
       }

@@ -7,9 +7,9 @@ import { log } from '../lib/log.ts';
 import { applyChange, planCollect } from './allocator.ts';
 import { dropReservations, type PoolTarget } from './lease.ts';
 import { ensureIndex } from './migrate.ts';
-import { collectShard, forgetReleased } from './sharded.ts';
+import { collectShard, forgetReleased, shardsOf } from './sharded.ts';
 import { indexName, isClaimOf, isSharded, roleOf, shardName, shardOf } from './shards.ts';
-import { poolName, reservationAddress } from './names.ts';
+import { SAFE_NAME, poolName, reservationAddress } from './names.ts';
 import { offsetOf } from './ranges.ts';
 import { parseCidr } from './addr.ts';
 import { CONFLICT, withRetries } from './retry.ts';
@@ -50,7 +50,7 @@ export async function collectGarbage(
     const shards = sharded ? await shardsOf(store, target.name) : [0n];
     for (const shard of shards) {
       // A shard's leases leave through collectShard, which changes the index version (see sharded.ts).
-      const gone = sharded ? await collectShard(store, target, shard, network, valid, deadline) : await collectRecord(store, target.name, network, valid, deadline);
+      const gone = sharded ? await collectShard(store, target, shard, network, valid, deadline) : await collectRecord(store, target, network, valid, deadline);
       const name = shardName(target.name, shard);
       for (const [, allocation] of gone) log.info(`GC: released a lease of ${allocation.podref} (${allocation.id} ${allocation.ifname ?? ''}) in pool ${name}`);
       if (sharded) await forgetReleased(store, target, gone, deadline);
@@ -65,22 +65,19 @@ export async function collectGarbage(
   return { released, orphansRemoved };
 }
 
-/** The shards of a sharded pool that exist, shard 0 (the pool's own name) included. */
-async function shardsOf(store: IpamStore, pool: string): Promise<bigint[]> {
-  const shards: bigint[] = [];
-  for (const name of await store.listPools()) {
-    const role = roleOf(name);
-    if (role.kind === 'shard' && role.pool === pool) shards.push(role.shard);
-  }
-  return shards;
-}
-
 async function collectRecord(
-  store: IpamStore, name: string, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
+  store: IpamStore, target: PoolTarget, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
 ): Promise<Array<[bigint, Allocation]>> {
+  const { name } = target;
   return withRetries(`ipam: pool ${name}`, deadline, async () => {
     const snapshot = await store.readPool(name);
     if (!snapshot) return [];
+    if (snapshot.value.range !== target.range.cidr) {
+      // Another scope's pool under the same name ("x" + fd00:1::/120 and "x-fd00" + 1::/120 both name
+      // "x-fd00-1---120", as whereabouts names them): its leases are not this config's to judge.
+      log.warn(`GC: pool ${name} holds range ${snapshot.value.range}, not ${target.range.cidr}: left alone`);
+      return [];
+    }
     const change = planCollect(snapshot.value, network, valid);
     if (change.remove.length === 0) return [];
     if (!(await store.writePool(name, applyChange(snapshot.value, change), snapshot.version))) return CONFLICT;
@@ -137,6 +134,22 @@ function leasedTo(pools: ReadonlyArray<PoolRecord>, family: 4 | 6, value: bigint
   });
 }
 
+/**
+ * Is the reservation `name` of the scope `networkName`? It says so itself (records we write carry their
+ * scope). One written without it (by whereabouts, or an earlier version) is judged by its name only
+ * when no longer network_name could have written that name: "x-fd00-1--5" is fd00:1::5 of "x" but
+ * also 1::5 of "x-fd00", and GC of "x" must not delete the reservation of a live lease of "x-fd00".
+ */
+export function inScope(recorded: string | undefined, networkName: string, name: string): boolean {
+  if (recorded !== undefined) return recorded === networkName;
+  const prefix = networkName ? `${networkName}-` : '';
+  for (let i = name.indexOf('-', prefix.length); i > 0; i = name.indexOf('-', i + 1)) {
+    const longer = name.slice(0, i);
+    if (longer.length > prefix.length && SAFE_NAME.test(longer) && reservationAddress(longer, name) !== undefined) return false;
+  }
+  return true;
+}
+
 async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget>, deadline: number, now: number): Promise<number> {
   let removed = 0;
   const grace = orphanGraceMs();
@@ -150,7 +163,7 @@ async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget
       // Only addresses of this config's own ranges are judged.
       if (!addr || !ranges.some((range) => offsetOf(range, addr) !== undefined)) continue;
       const found = await store.readReservation(name);
-      if (!found) continue;
+      if (!found || !inScope(found.value.networkname, networkName, name)) continue;
       const since = found.value.since ? Date.parse(found.value.since) : Number.NaN;
       if (Number.isFinite(since) && now - since < grace) continue;
       if (leasedTo(pools, addr.family, addr.value, found.value.podref)) continue;

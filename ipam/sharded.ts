@@ -2,9 +2,13 @@
 // write order follows ipam/lease.ts and adds the claim:
 //   ADD: reservation (overlapping ranges; an address another pod reserved is skipped within the same
 //        attempt, as in lease.ts) -> claim (create-if-absent) -> the owning shard by CAS.
-//   DEL: index hints lowered -> shard by CAS -> index touched again -> reservation -> claim; the last
-//        two only if they still belong to the released lease (its container ID, or a former one), so
-//        an ADD of a new pod of the same name that ran in between keeps its own.
+//   DEL: releases only a lease whose current container ID is the DEL's, found through the pod's claim
+//        when it names that container, else by scanning the shards (a DEL without the pod's CNI_ARGS,
+//        or a claim that names another container): index hints lowered -> shard by CAS -> index touched
+//        again -> reservation -> claim; the last two only if they still belong to the released lease
+//        (its container ID), so an ADD of the pod's new sandbox that ran in between keeps its own. A DEL
+//        retried after one that stopped after the shard write finds the claim still naming its
+//        container and removes the reservation and claim it left behind.
 // Every removal of a lease from a shard (DEL, rollback, withdrawal, GC) goes through removeFromShard,
 // which changes the index version after it: an ADD that saw the shard full before cannot then raise
 // its hint over the freed address.
@@ -24,12 +28,12 @@
 // reservation and shard of an ADD could even share one txn); on Kubernetes shards are IPPool objects
 // (resourceVersion), claims and reservations small objects created with POST (409 = exists).
 import { log } from '../lib/log.ts';
-import { applyChange, emptyPool, ifnameMatches, lowestFree, planAssign, planCollect, planRelease, rememberReleased, wasReleased, type Claimant } from './allocator.ts';
+import { applyChange, emptyPool, ifnameMatches, lowestFree, planAssign, planCollect, planRelease, sameInstance, type Claimant } from './allocator.ts';
 import { belongsTo, claim, exhausted, ownerOf, reservationFor, reservationOf, stillOurs, unclaim, type Lease, type PoolTarget } from './lease.ts';
 import { ensureIndex, readShard, type ShardSnapshot } from './migrate.ts';
 import { addressAt } from './ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
-import { claimName, clip, hintsOf, indexName, lowerHints, nextShard, raiseHint, shardName, shardOf, startShard } from './shards.ts';
+import { claimName, clip, hintsOf, indexName, lowerHints, nextShard, raiseHint, roleOf, shardName, shardOf, startShard } from './shards.ts';
 import type { Allocation, IpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
 
 /** The offset a claim names, if it is a well-formed claim of `podref`. */
@@ -52,15 +56,14 @@ export async function dropClaim(store: IpamStore, pool: string, owner: Allocatio
  * Lowers every hint to `shard` (an address there is being freed). Before the release it writes only
  * when a hint is above `shard` (so a crash after the release cannot leave one too high); after it,
  * always, so the index version changes: an ADD that read the old version and saw the shard full
- * cannot then raise its hint over the freed address. `released`: container IDs to remember (DEL).
+ * cannot then raise its hint over the freed address.
  */
-async function touchIndex(store: IpamStore, pool: string, shard: bigint, deadline: number, always = true, released: ReadonlyArray<string> = []): Promise<void> {
+async function touchIndex(store: IpamStore, pool: string, shard: bigint, deadline: number, always = true): Promise<void> {
   await withRetries(`ipam: index ${indexName(pool)}`, deadline, async () => {
     const found = await store.readPool(indexName(pool));
     if (!found) return undefined;
     if (!always && Object.values(hintsOf(found.value)).every((hint) => BigInt(hint) <= shard)) return undefined;
-    const next = rememberReleased(lowerHints(found.value, shard), released);
-    return (await store.writePool(indexName(pool), next, found.version)) ? undefined : CONFLICT;
+    return (await store.writePool(indexName(pool), lowerHints(found.value, shard), found.version)) ? undefined : CONFLICT;
   });
 }
 
@@ -69,7 +72,7 @@ async function touchIndex(store: IpamStore, pool: string, shard: bigint, deadlin
  * with the index touched before and after (touchIndex). Returns the removed leases.
  */
 async function removeFromShard(
-  store: IpamStore, target: PoolTarget, shard: bigint, deadline: number, pick: (pool: PoolRecord) => string[], remember: ReadonlyArray<string> = [],
+  store: IpamStore, target: PoolTarget, shard: bigint, deadline: number, pick: (pool: PoolRecord) => string[],
 ): Promise<Array<[bigint, Allocation]>> {
   const removed = await withRetries(`ipam: pool ${shardName(target.name, shard)}`, deadline, async () => {
     const found = await readShard(store, target, shard);
@@ -80,7 +83,7 @@ async function removeFromShard(
     if (!(await store.writePool(shardName(target.name, shard), applyChange(found.pool, { set: [], remove: keys }), found.version))) return CONFLICT;
     return keys.map((key): [bigint, Allocation] => [BigInt(key), found.pool.allocations[key]!]);
   });
-  if (removed.length > 0) await touchIndex(store, target.name, shard, deadline, true, remember.length > 0 ? [...remember, ...removed.map(([, a]) => a.id)] : []);
+  if (removed.length > 0) await touchIndex(store, target.name, shard, deadline, true);
   return removed;
 }
 
@@ -99,13 +102,14 @@ async function reuse(store: IpamStore, target: PoolTarget, who: Claimant, found:
   const shard = offset === undefined ? undefined : await readShard(store, target, shardOf(offset));
   const key = offset?.toString() ?? '';
   const held = shard?.pool.allocations[key];
-  if (offset === undefined || !shard || !held || held.podref !== who.podref || !ifnameMatches(held, who.ifname)) {
+  if (offset === undefined || !shard || !held || !sameInstance(held, who)) {
     // A claim without its lease: an ADD died between the two writes (one pod's ADDs are serialized by
     // its runtime, so none is in flight). Drop it (this version only) and allocate afresh.
-    await store.deleteReservation(claimName(target.name, who.podref, who.ifname), found.version);
+    const name = claimName(target.name, who.podref, who.ifname);
+    await withRetries(`ipam: claim ${name}`, deadline, () => store.deleteReservation(name, found.version));
     return FRESH;
   }
-  if (target.overlapping && (await claim(store, reservationOf(target, offset), who, now, held)) === 'taken') {
+  if (target.overlapping && (await claim(store, reservationOf(target, offset), who, now, held, target.networkName)) === 'taken') {
     log.warn(`pool ${target.name}: ${addressAt(target.range, offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
     skip.add(key);
     await removeFromShard(store, target, shardOf(offset), deadline, (pool) => (pool.allocations[key]?.id === held.id ? [key] : []));
@@ -116,7 +120,23 @@ async function reuse(store: IpamStore, target: PoolTarget, who: Claimant, found:
   if (plan.kind === 'existing' && plan.change.set.length > 0) {
     if (!(await store.writePool(shardName(target.name, shardOf(offset)), applyChange(shard.pool, plan.change), shard.version))) return CONFLICT;
   }
+  // The lease first, then the claim: DEL trusts a claim only when it names the DEL's container, and
+  // scans the shards otherwise, so a claim behind (or lost) costs reads, never a release.
+  if (found.value.containerid !== who.id || found.value.poduid !== who.uid) await pointClaim(store, target.name, who, now, key);
   return { offset, existing: true };
+}
+
+/** Best effort: the pod's claim names `who`'s container and `key`. A claim is a hint, so failure is fine. */
+async function pointClaim(store: IpamStore, pool: string, who: Claimant, now: string, key: string): Promise<void> {
+  const name = claimName(pool, who.podref, who.ifname);
+  for (let i = 0; i < 4; i++) {
+    const found = await store.readReservation(name);
+    const mine = reservationFor(who, now, key);
+    if (!found) {
+      if (await store.createReservation(name, mine)) return;
+    } else if (await store.replaceReservation(name, found.version, mine)) return;
+  }
+  log.warn(`claim ${name}: could not point it at ${who.id}; a DEL will find the lease by scanning the shards`);
 }
 
 /**
@@ -129,7 +149,7 @@ async function pickInShard(
   const range = clip(target.range, shard);
   for (let offset = lowestFree(snapshot.pool, range, skip); offset !== undefined; offset = lowestFree(snapshot.pool, range, skip)) {
     if (!target.overlapping) return { offset, created: false };
-    const outcome = await claim(store, reservationOf(target, offset), who, now);
+    const outcome = await claim(store, reservationOf(target, offset), who, now, undefined, target.networkName);
     if (outcome !== 'taken') return { offset, created: outcome === 'created' };
     skip.add(offset.toString());
   }
@@ -144,7 +164,11 @@ export async function acquireSharded(store: IpamStore, target: PoolTarget, who: 
     const now = new Date().toISOString();
     const index = await ensureIndex(store, target, deadline);
     const existing = await store.readReservation(name);
-    if (existing) {
+    // The claim of an earlier pod of the same name (another UID): that pod may still run (a force-deleted
+    // pod on a lost node), so its lease is not ours. This pod gets its own, and the claim is handed over
+    // by compare-and-swap; the earlier pod's DEL finds its lease by scanning, GC frees it otherwise.
+    const foreign = existing && !sameInstance(existing.value, who) ? existing.version : undefined;
+    if (existing && foreign === undefined) {
       const reused = await reuse(store, target, who, existing, skip, now, deadline);
       if (reused !== FRESH) return reused;
     }
@@ -173,8 +197,9 @@ export async function acquireSharded(store: IpamStore, target: PoolTarget, who: 
     const { offset, created, snapshot } = found;
     const key = offset.toString();
     const owner = ownerOf(who);
-    if (!(await store.createReservation(name, reservationFor(who, now, key)))) {
-      // The pod's other ADD made a claim meanwhile: look again.
+    const mine = reservationFor(who, now, key);
+    if (!(await (foreign === undefined ? store.createReservation(name, mine) : store.replaceReservation(name, foreign, mine)))) {
+      // The pod's other ADD made (or changed) the claim meanwhile: look again.
       if (created) await unclaim(store, reservationOf(target, offset), owner, deadline);
       return CONFLICT;
     }
@@ -185,7 +210,7 @@ export async function acquireSharded(store: IpamStore, target: PoolTarget, who: 
       await dropClaim(store, target.name, owner, offset, deadline);
       return CONFLICT;
     }
-    if (target.overlapping && !(await stillOurs(store, reservationOf(target, offset), who, now))) {
+    if (target.overlapping && !(await stillOurs(store, reservationOf(target, offset), who, now, target.networkName))) {
       await removeKeys(store, target, offset, who.id, deadline);
       await dropClaim(store, target.name, owner, offset, deadline);
       skip.add(key);
@@ -211,31 +236,48 @@ async function indexIfAny(store: IpamStore, target: PoolTarget, deadline: number
   return ensureIndex(store, target, deadline);
 }
 
-/** DEL for one sharded range, found through the claim. Returns the released leases. */
+/** The shards of a sharded pool that exist, shard 0 (the pool's own name) included. */
+export async function shardsOf(store: IpamStore, pool: string): Promise<bigint[]> {
+  const shards: bigint[] = [];
+  for (const name of await store.listPools()) {
+    const role = roleOf(name);
+    if (role.kind === 'shard' && role.pool === pool) shards.push(role.shard);
+  }
+  return shards.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+}
+
+/** Is `held` the lease of exactly (container ID, ifname)? The only thing a DEL releases. */
+const heldBy = (held: Allocation | undefined, who: Pick<Claimant, 'id' | 'ifname'>): boolean => held !== undefined && held.id === who.id && ifnameMatches(held, who.ifname);
+
+/**
+ * DEL for one sharded range: the leases whose current container ID is `who.id`, found through the pod's
+ * claim when it names this container, else by scanning every shard (the rare path: a DEL without the
+ * pod's CNI_ARGS, a claim that names another container, a repeated DEL). Returns the released leases.
+ */
 export async function releaseSharded(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
   const index = await indexIfAny(store, target, deadline);
   if (!index) return [];
-  const name = claimName(target.name, who.podref, who.ifname);
-  const found = await store.readReservation(name);
-  const offset = found && claimedOffset(found, who.podref);
-  if (!found || offset === undefined) return [];
-  let stale = false;
-  const released = await removeFromShard(store, target, shardOf(offset), deadline, (pool) => {
-    const held = pool.allocations[offset.toString()];
-    if (!held || held.podref !== who.podref) {
-      stale = true;
-      return [];
+  const found = await store.readReservation(claimName(target.name, who.podref, who.ifname));
+  const offset = found && found.value.containerid === who.id ? claimedOffset(found, who.podref) : undefined;
+  let released: Array<[bigint, Allocation]> = [];
+  if (offset !== undefined) {
+    const key = offset.toString();
+    released = await removeFromShard(store, target, shardOf(offset), deadline, (pool) => (heldBy(pool.allocations[key], who) ? [key] : []));
+  }
+  if (released.length === 0) {
+    for (const shard of await shardsOf(store, target.name)) {
+      released.push(...(await removeFromShard(store, target, shard, deadline, (pool) => planRelease(pool, who).remove)));
     }
-    const change = planRelease(pool, who);
-    // Released by pod (another container ID): not if this container ID was released before, as a
-    // repeated DEL of an earlier pod of the same name would free the new pod's lease.
-    if (change.remove.some((key) => pool.allocations[key]!.id !== who.id) && wasReleased(index.value, who.id)) return [];
-    return change.remove; // none: a late DEL of a replaced sandbox
-  }, [who.id]);
-  // A claim without its lease: removed only if it is this container's, as another one may be the claim
-  // of an ADD in flight (a new pod of the same name) whose shard write is still to come.
-  if (stale && belongsTo(found.value, ownerOf(who))) await store.deleteReservation(name, found.version);
+  }
   await forgetReleased(store, target, released, deadline);
+  if (offset !== undefined && !released.some(([at]) => at === offset)) {
+    // The claim names this container, but its address holds no lease of it: an earlier DEL of this
+    // container released it and stopped before its cleanup (killed, or out of time). Finish that
+    // cleanup; both records go only while they still name this container (a new sandbox's are kept).
+    const owner = ownerOf(who);
+    if (target.overlapping) await unclaim(store, reservationOf(target, offset), owner, deadline);
+    await dropClaim(store, target.name, owner, offset, deadline);
+  }
   return released;
 }
 
@@ -254,14 +296,21 @@ export async function forgetReleased(store: IpamStore, target: PoolTarget, relea
   }
 }
 
-/** CHECK: the offset (container ID, ifname) holds, through the pod's claim. */
+/** CHECK: the offset (container ID, ifname) holds, through the pod's claim, else by scanning the shards. */
 export async function findSharded(store: IpamStore, target: PoolTarget, who: Claimant): Promise<bigint | undefined> {
   const found = await store.readReservation(claimName(target.name, who.podref, who.ifname));
   const offset = found && claimedOffset(found, who.podref);
-  if (offset === undefined || offset === null) return undefined;
-  const snapshot = await store.readPool(shardName(target.name, shardOf(offset)));
-  const held = snapshot?.value.allocations[offset.toString()];
-  return held && held.id === who.id && ifnameMatches(held, who.ifname) ? offset : undefined;
+  if (offset !== undefined && offset !== null) {
+    const snapshot = await store.readPool(shardName(target.name, shardOf(offset)));
+    if (heldBy(snapshot?.value.allocations[offset.toString()], who)) return offset;
+  }
+  for (const shard of await shardsOf(store, target.name)) {
+    const snapshot = await store.readPool(shardName(target.name, shard));
+    if (!snapshot) continue;
+    const key = planRelease(snapshot.value, who).remove[0];
+    if (key !== undefined) return BigInt(key);
+  }
+  return undefined;
 }
 
 /** STATUS: the lowest free offset from the hint on (reads one shard while hints are right). */

@@ -14,12 +14,9 @@ export const AllocationSchema = z.looseObject({
   since: z.optional(z.string()),
   /** Ours: the CNI network (config `name`) that took the lease, so GC of one network spares another's. */
   network: z.optional(z.string()),
-  /** Ours: container IDs this lease had before an idempotent ADD moved it, so their late DEL is ignored. */
-  formerids: z.optional(z.array(z.string())),
   /**
    * Ours: the pod's UID (CNI_ARGS K8S_POD_UID) when the runtime gave one. A pod re-created under the
-   * same name (a StatefulSet) has another UID, so a late DEL of the old pod cannot free the new one's
-   * lease by (podref, ifname).
+   * same name (a StatefulSet) has another UID, so its ADD does not take over the old pod's lease.
    */
   poduid: z.optional(z.string()),
 });
@@ -43,6 +40,11 @@ export const ReservationSchema = z.looseObject({
   offset: z.optional(z.string()),
   /** Ours: the pod's UID, as on the lease (Allocation.poduid). */
   poduid: z.optional(z.string()),
+  /**
+   * Ours, address reservations only: the network_name scope that wrote it ("" for none). Names alone are
+   * ambiguous ("x-fd00-1--5" is fd00:1::5 of "x" and 1::5 of "x-fd00"), so GC judges only its own scope.
+   */
+  networkname: z.optional(z.string()),
 });
 export type Reservation = z.infer<typeof ReservationSchema>;
 

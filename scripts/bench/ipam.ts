@@ -118,7 +118,7 @@ async function measure(cidr: string, leases: number, rounds: number): Promise<Ro
     for (let i = 0; i < rounds; i++) {
       const who = claimant(leases + i);
       row.pureAllocMs.push(cpuMs(() => applyChange(shard, (planAssign(shard, range, who, '') as { change: Parameters<typeof applyChange>[1] }).change)));
-      row.pureReleaseMs.push(cpuMs(() => applyChange(shard, planRelease(shard, { id: shard.allocations['1']!.id, podref: 'x', ifname: 'net1' }))));
+      row.pureReleaseMs.push(cpuMs(() => applyChange(shard, planRelease(shard, { id: shard.allocations['1']!.id, ifname: 'net1' }))));
       row.allocMs.push(await cpuMsAsync(() => take(store, target, who, deadline)));
       if (i === rounds - 1) Object.assign(row, sizes(dir)); // measured with one more lease in: a full shard
       row.releaseMs.push(await cpuMsAsync(() => give(store, target, who, deadline)));

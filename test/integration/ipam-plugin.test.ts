@@ -74,7 +74,7 @@ describe('ADD', () => {
     expect(await addresses(ipam, { containerId: 'old', pod: 'ns/web-0' })).toEqual(['10.2.0.1/24']);
     expect(await addresses(ipam, { containerId: 'new', pod: 'ns/web-0' })).toEqual(['10.2.0.1/24']);
     const pool = (await new FileStore(dir).readPool('10.2.0.0-24'))!.value;
-    expect(pool.allocations['1']).toMatchObject({ id: 'new', podref: 'ns/web-0', ifname: 'net1', formerids: ['old'] });
+    expect(pool.allocations['1']).toMatchObject({ id: 'new', podref: 'ns/web-0', ifname: 'net1' });
     // The late DEL of the replaced sandbox must not free the live one's address.
     await del(ipam, { containerId: 'old', pod: 'ns/web-0' });
     expect((await new FileStore(dir).readPool('10.2.0.0-24'))!.value.allocations['1']?.id).toBe('new');
@@ -159,11 +159,13 @@ describe('DEL', () => {
     await del({ type: 'whereabouts', range: 'not-a-range' });
   });
 
-  it('releases by (pod, interface) when the container ID differs from the one that allocated', async () => {
+  it('releases only on the exact (container ID, interface): another container ID of the pod releases nothing', async () => {
     const dir = tempStoreDir();
     const ipam = { type: 'whereabouts', range: '10.11.0.0/24', file_store_dir: dir };
     await add(ipam, { containerId: 'first', pod: 'ns/p' });
     await del(ipam, { containerId: 'unknown', pod: 'ns/p' });
+    expect(Object.values((await new FileStore(dir).readPool('10.11.0.0-24'))!.value.allocations).map((a) => a.id)).toEqual(['first']);
+    await del(ipam, { containerId: 'first', pod: 'ns/p' });
     expect((await new FileStore(dir).readPool('10.11.0.0-24'))!.value.allocations).toEqual({});
     expect(readdirSync(join(dir, 'reservations')).filter((f) => f.endsWith('.json'))).toEqual([]);
   });

@@ -77,15 +77,16 @@ describe('a DEL of an earlier pod of the same name (finding 1)', () => {
     });
   }
 
-  it('records the pod UID and releases by pod only for the same UID', async () => {
+  it('records the pod UID and releases only on the exact container ID, whatever the UID', async () => {
     const ipam = { type: 'whereabouts', range: '10.41.0.0/24', file_store_dir: tempStoreDir() };
     await addresses(ipam, { containerId: 'a', pod: 'ns/p', args: 'K8S_POD_UID=u1' });
     const store = new FileStore(ipam.file_store_dir);
     expect((await store.readPool('10.41.0.0-24'))!.value.allocations['1']).toMatchObject({ id: 'a', poduid: 'u1' });
     await del(ipam, { containerId: 'x', pod: 'ns/p', args: 'K8S_POD_UID=u0' }); // another pod of that name
-    await del(ipam, { containerId: 'y', pod: 'ns/p' }); // no UID: cannot free a lease taken with one
-    expect((await store.readPool('10.41.0.0-24'))!.value.allocations['1']?.id).toBe('a');
+    await del(ipam, { containerId: 'y', pod: 'ns/p' }); // no UID
     await del(ipam, { containerId: 'z', pod: 'ns/p', args: 'K8S_POD_UID=u1' }); // same pod, another container
+    expect((await store.readPool('10.41.0.0-24'))!.value.allocations['1']?.id).toBe('a');
+    await del(ipam, { containerId: 'a', pod: 'ns/p', args: 'K8S_POD_UID=u1' });
     expect((await store.readPool('10.41.0.0-24'))!.value.allocations).toEqual({});
   });
 });

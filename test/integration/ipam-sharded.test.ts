@@ -41,18 +41,20 @@ describe('a pool in shards', () => {
     expect(await addresses(ipam, { containerId: 'c10', pod: 'ns/p10' })).toEqual(['10.30.4.4/21']);
   });
 
-  it('is idempotent on (pod, interface), ignores a late DEL of a replaced sandbox, releases by pod', async () => {
+  it('is idempotent on (pod, interface), ignores a late DEL of a replaced sandbox, releases on the exact container', async () => {
     const dir = tempStoreDir();
     const ipam = { type: 'whereabouts', range: '10.31.0.0/21', range_start: '10.31.4.10', file_store_dir: dir };
     expect(await addresses(ipam, { containerId: 'old', pod: 'ns/web-0' })).toEqual(['10.31.4.10/21']);
     expect(await addresses(ipam, { containerId: 'new', pod: 'ns/web-0' })).toEqual(['10.31.4.10/21']);
     const shard = (await new FileStore(dir).readPool('10.31.0.0-21-s1'))!.value;
-    expect(shard.allocations['1034']).toMatchObject({ id: 'new', podref: 'ns/web-0', formerids: ['old'] });
+    expect(shard.allocations['1034']).toMatchObject({ id: 'new', podref: 'ns/web-0' });
     await del(ipam, { containerId: 'old', pod: 'ns/web-0' });
     expect((await new FileStore(dir).readPool('10.31.0.0-21-s1'))!.value.allocations['1034']?.id).toBe('new');
     expect(await addresses(ipam, { containerId: 'new', pod: 'ns/web-0', ifName: 'net2' })).toEqual(['10.31.4.11/21']);
     await ipamPlugin.check(invocation({ ipam, verb: 'CHECK', containerId: 'new', pod: 'ns/web-0', extra: { prevResult: { cniVersion: '1.1.0', ips: [{ address: '10.31.4.10/21' }] } } }));
-    await del(ipam, { containerId: 'unknown', pod: 'ns/web-0' }); // another container ID: released by pod
+    await del(ipam, { containerId: 'unknown', pod: 'ns/web-0' }); // another container ID: releases nothing
+    expect((await new FileStore(dir).readPool('10.31.0.0-21-s1'))!.value.allocations['1034']?.id).toBe('new');
+    await del(ipam, { containerId: 'new', pod: 'ns/web-0' });
     await del(ipam, { containerId: 'new', pod: 'ns/web-0', ifName: 'net2' });
     expect((await new FileStore(dir).readPool('10.31.0.0-21-s1'))!.value.allocations).toEqual({});
     expect(files(dir, 'reservations')).toEqual([]); // reservations and claims gone

@@ -37,13 +37,19 @@ describe('planAssign', () => {
     expect(plan).toMatchObject({ kind: 'new', offset: 3n });
   });
 
-  it('returns the pod\'s existing lease and records the new container ID', () => {
+  it('returns the pod\'s existing lease and records the new container ID and network', () => {
     const pool = take(emptyPool(range), range, who('old', 'ns/p')).pool;
-    const plan = planAssign(pool, range, who('new', 'ns/p'), NOW);
+    const plan = planAssign(pool, range, who('new', 'ns/p', 'net1', 'n2'), NOW);
     expect(plan.kind).toBe('existing');
     const next = applyChange(pool, plan.kind === 'existing' ? plan.change : { set: [], remove: [] });
-    expect(next.allocations['1']).toMatchObject({ id: 'new', podref: 'ns/p', formerids: ['old'] });
+    expect(next.allocations['1']).toEqual({ id: 'new', podref: 'ns/p', ifname: 'net1', since: NOW, network: 'n2' });
     expect(pool.allocations['1']?.id).toBe('old'); // the input record is untouched
+  });
+
+  it('does not hand the lease of a pod to another pod of the same name (another UID)', () => {
+    const pool = take(emptyPool(range), range, { ...who('old', 'ns/p'), uid: 'u1' }).pool;
+    expect(planAssign(pool, range, { ...who('new', 'ns/p'), uid: 'u2' }, NOW)).toMatchObject({ kind: 'new', offset: 2n });
+    expect(planAssign(pool, range, { ...who('new', 'ns/p'), uid: 'u1' }, NOW)).toMatchObject({ kind: 'existing', offset: 1n });
   });
 });
 
@@ -57,15 +63,16 @@ describe('planRelease', () => {
   it('releases by container and interface', () => {
     expect(planRelease(pool, who('c2', 'ns/b', 'net2')).remove).toEqual(['3']);
   });
-  it('falls back to pod and interface when the container is unknown', () => {
-    expect(planRelease(pool, who('cX', 'ns/a')).remove).toEqual(['1']);
-  });
-  it('does not fall back without a pod, nor for a container the lease moved away from', () => {
+  it('never releases by pod: another container ID of the same pod releases nothing', () => {
+    expect(planRelease(pool, who('cX', 'ns/a')).remove).toEqual([]);
     expect(planRelease(pool, who('cX')).remove).toEqual([]);
+  });
+  it('releases nothing for a container the lease moved away from, and the lease under its new one', () => {
     const plan = planAssign(pool, range, who('c9', 'ns/a'), NOW);
     if (plan.kind !== 'existing') throw new Error('expected the existing lease');
     const moved = applyChange(pool, plan.change);
     expect(planRelease(moved, who('c1', 'ns/a')).remove).toEqual([]);
+    expect(planRelease(moved, who('c9', 'ns/a')).remove).toEqual(['1']);
   });
 });
 
