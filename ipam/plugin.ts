@@ -36,6 +36,39 @@ export function claimantOf(inv: Pick<Invocation, 'env' | 'conf'>): Claimant {
   return who;
 }
 
+/** How one pool is worked: as one whereabouts IPPool record, or as shards (see sharded.ts). */
+interface PoolOps {
+  acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease>;
+  rollback(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void>;
+  release(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<unknown[]>;
+  /** The offset `who` holds, if any. */
+  find(store: IpamStore, target: PoolTarget, who: Claimant): Promise<bigint | undefined>;
+  lowestFree(store: IpamStore, target: PoolTarget, deadline: number): Promise<bigint | undefined>;
+}
+
+const readRecord = async (store: IpamStore, target: PoolTarget) => (await store.readPool(target.name))?.value ?? emptyPool(target.range);
+
+const SINGLE_RECORD: PoolOps = {
+  acquire,
+  rollback,
+  release,
+  async find(store, target, who) {
+    const key = findByContainer(await readRecord(store, target), who.id, who.ifname);
+    return key === undefined ? undefined : BigInt(key);
+  },
+  lowestFree: async (store, target) => lowestFree(await readRecord(store, target), target.range),
+};
+
+const SHARDED: PoolOps = {
+  acquire: acquireSharded,
+  rollback: rollbackSharded,
+  release: releaseSharded,
+  find: findSharded,
+  lowestFree: lowestFreeSharded,
+};
+
+const opsFor = (target: PoolTarget): PoolOps => (isSharded(target.range) ? SHARDED : SINGLE_RECORD);
+
 /** A store outage that outlived the retries of a step is "try again later" (11), not an internal error. */
 function outage<A extends unknown[], R>(verb: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
   return async (...args: A) => {
@@ -88,8 +121,7 @@ async function add(inv: Invocation): Promise<Result> {
   const leases: Array<[PoolTarget, Lease]> = [];
   try {
     for (const target of targetsOf(config)) {
-      const take = isSharded(target.range) ? acquireSharded : acquire;
-      leases.push([target, await take(store, target, who, deadline)]);
+      leases.push([target, await opsFor(target).acquire(store, target, who, deadline)]);
     }
   } catch (err) {
     // A failed ADD keeps nothing: the leases taken for earlier ranges go back, within one deadline
@@ -97,7 +129,7 @@ async function add(inv: Invocation): Promise<Result> {
     const undoDeadline = operationDeadline();
     for (const [target, lease] of leases.reverse()) {
       try {
-        await (isSharded(target.range) ? rollbackSharded : rollback)(store, target, lease, who, undoDeadline);
+        await opsFor(target).rollback(store, target, lease, who, undoDeadline);
       } catch (undo) {
         log.warn(`ADD failed and its lease in pool ${target.name} could not be returned: ${undo instanceof Error ? undo.message : String(undo)}`);
       }
@@ -113,7 +145,7 @@ async function del(inv: Invocation): Promise<void> {
   const who = claimantOf(inv);
   const deadline = operationDeadline();
   for (const target of targetsOf(opened.config)) {
-    const released = await (isSharded(target.range) ? releaseSharded : release)(opened.store, target, who, deadline);
+    const released = await opsFor(target).release(opened.store, target, who, deadline);
     if (released.length === 0) log.debug(`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
   }
 }
@@ -127,13 +159,11 @@ async function check(inv: Invocation): Promise<void> {
   const who = claimantOf(inv);
   const { id, ifname } = who;
   for (const target of targetsOf(config)) {
-    let key: bigint | string | undefined;
-    if (isSharded(target.range)) key = await findSharded(store, target, who);
-    else key = findByContainer((await store.readPool(target.name))?.value ?? emptyPool(target.range), id, ifname);
+    const key = await opsFor(target).find(store, target, who);
     if (key === undefined) {
       throw new CniError(Code.UnknownContainer, `CHECK: container ${id} interface ${ifname} holds no lease in pool ${target.name} (${target.range.field}.range ${JSON.stringify(target.range.source)})`);
     }
-    const address = cidrAt(target.range, BigInt(key));
+    const address = cidrAt(target.range, key);
     if (!listed.has(address)) throw new CniError(Code.Internal, `CHECK: lease ${address} in pool ${target.name} is not among prevResult.ips`);
   }
   for (const a of config.addresses) {
@@ -166,8 +196,7 @@ async function status(inv: Invocation): Promise<void> {
   for (const target of targetsOf(config)) {
     let free: bigint | undefined;
     try {
-      if (isSharded(target.range)) free = await lowestFreeSharded(store, target, operationDeadline());
-      else free = lowestFree((await store.readPool(target.name))?.value ?? emptyPool(target.range), target.range);
+      free = await opsFor(target).lowestFree(store, target, operationDeadline());
     } catch (err) {
       throw new CniError(Code.NotAvailable, `ipam: cannot read pool ${target.name} from the ${store.description}: ${err instanceof Error ? err.message : String(err)}`);
     }
