@@ -77,7 +77,7 @@ async function migrate(store: IpamStore, target: PoolTarget, deadline: number): 
   if (copied.length === 0) return;
   await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const current = await readShard(store, target, 0n);
-    const remove = copied.filter((key) => current.pool.allocations[key] !== undefined && current.pool.allocations[key]!.id === legacy.allocations[key]!.id);
+    const remove = copied.filter((key) => current.pool.allocations[key]?.id === legacy.allocations[key]!.id);
     if (remove.length === 0) return undefined;
     return (await store.writePool(target.name, applyChange(current.pool, { set: [], remove }), current.version)) ? undefined : CONFLICT;
   });

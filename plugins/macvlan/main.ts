@@ -1,7 +1,7 @@
 // macvlan: a macvlan link on a host interface, moved into the pod. The story of each verb, on top of
 // lib/cni (protocol, IPAM delegation) and lib/net (iproute2).
 import { delegateIpam, wantsIpam } from '../../lib/cni/delegate.ts';
-import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
+import { asCniError, Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import { parseResult, type Result } from '../../lib/cni/result.ts';
 import { atLeast } from '../../lib/cni/version.ts';
 import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
@@ -79,7 +79,7 @@ async function del(inv: Invocation): Promise<void> {
   let ipamError: unknown;
   if (wantsIpam(inv)) await delegateIpam('DEL', inv).catch((err: unknown) => void (ipamError = err));
   if (netns && !netnsGone(netns)) deleteLinkOfKind(ifName, 'macvlan', netns);
-  if (ipamError !== undefined) throw ipamError;
+  if (ipamError !== undefined) throw asCniError(ipamError);
 }
 
 async function check(inv: Invocation): Promise<void> {

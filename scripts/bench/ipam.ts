@@ -85,7 +85,7 @@ function sizes(dir: string): { largestKiB: number; storeKiB: number } {
   let largest = 0;
   let total = 0;
   for (const sub of ['pools', 'reservations']) {
-    let entries: string[] = [];
+    let entries: string[];
     try {
       entries = readdirSync(join(dir, sub));
     } catch {

@@ -26,7 +26,7 @@ function cniEnv(command: string, id: string, netns: string): NodeJS.ProcessEnv {
 function cycle(candidate: Candidate, round: number, netns: string): void {
   const id = `${candidate.name.split(' ')[0]}-${round}`;
   const add = execTimed(candidate, 'ADD', id, netns, candidate.config);
-  const withPrev = JSON.stringify({ ...candidate.config, prevResult: JSON.parse(add.stdout) });
+  const withPrev = JSON.stringify({ ...candidate.config, prevResult: JSON.parse(add.stdout) as unknown });
   candidate.times.ADD.push(add.ms);
   candidate.times.CHECK.push(timeRun(candidate.plugin, [], cniEnv('CHECK', id, netns), withPrev));
   candidate.times.DEL.push(timeRun(candidate.plugin, [], cniEnv('DEL', id, netns), withPrev));

@@ -64,7 +64,7 @@ const malformedCall: fc.Arbitrary<{ plugin: string; call: CniCall }> = fc.oneof(
     call: fc.record({
       command: fc.constantFrom('ADD', 'DEL', 'CHECK', 'GC', 'STATUS'),
       config: fc.oneof(
-        fc.string().filter((s) => { try { const v = JSON.parse(s); return v === null || typeof v !== 'object' || Array.isArray(v); } catch { return true; } }),
+        fc.string().filter((s) => { try { const v: unknown = JSON.parse(s); return v === null || typeof v !== 'object' || Array.isArray(v); } catch { return true; } }),
         anyJson.filter((v) => v === null || typeof v !== 'object' || Array.isArray(v)).map((v) => JSON.stringify(v)),
         fc.constant(JSON.stringify(goodConfig).slice(0, 20)),
         fc.record({ cniVersion: fc.constant('1.0.0') }, { requiredKeys: [] }),

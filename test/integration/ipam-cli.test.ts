@@ -28,7 +28,7 @@ describe('underlay ipam', () => {
     expect(ls.out).toMatch(/POOL\s+RANGE\s+USED\s+FREE/);
     expect(ls.out).toMatch(/10\.20\.0\.0-24\s+10\.20\.0\.0\/24\s+2\s+252/);
 
-    const json = JSON.parse((await run(['ls', '--json', `--dir=${dir}`])).out);
+    const json = JSON.parse((await run(['ls', '--json', `--dir=${dir}`])).out) as { pools: unknown };
     expect(json.pools).toEqual([{ name: '10.20.0.0-24', range: '10.20.0.0/24', used: 2, free: 252, version: '2' }]);
 
     const show = await run(['show', '10.20.0.0-24', '--dir', dir]);
@@ -36,7 +36,7 @@ describe('underlay ipam', () => {
     expect(show.out).toMatch(/10\.20\.0\.1\s+ns\/web-0\s+aaaaaaaaaaaa\s+net1\s+\d{4}-/);
     expect(show.out).toMatch(/10\.20\.0\.2\s+-\s+c2\s+net2/);
 
-    const leases = JSON.parse((await run(['show', '10.20.0.0-24', '--json', '--dir', dir])).out).leases;
+    const { leases } = JSON.parse((await run(['show', '10.20.0.0-24', '--json', '--dir', dir])).out) as { leases: unknown[] };
     expect(leases[0]).toMatchObject({ address: '10.20.0.1', pod: 'ns/web-0', containerID: 'aaaaaaaaaaaaaaaabbbb', ifName: 'net1', network: 'testnet' });
   });
 

@@ -176,7 +176,7 @@ describe('a store outage (finding 4)', () => {
             return (value as (...a: unknown[]) => unknown).apply(real, args);
           };
         }
-        return typeof value === 'function' ? value.bind(real) : value;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(real) : value;
       },
     });
     expect(await releaseSharded(flaky, A, { id: 'c1', podref: 'ns/p1', ifname: 'net1', network: 'n' }, soon())).toHaveLength(1);

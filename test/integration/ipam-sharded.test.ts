@@ -87,10 +87,10 @@ describe('a pool in shards', () => {
     const dir = tempStoreDir();
     const ipam = { type: 'whereabouts', range: '10.34.3.254-10.34.4.1/21', file_store_dir: dir };
     for (const id of ['a', 'b', 'c']) await addresses(ipam, { containerId: id, pod: `ns/${id}` });
-    const ls = JSON.parse(await cli(['ls', '--json', '--dir', dir]));
+    const ls = JSON.parse(await cli(['ls', '--json', '--dir', dir])) as { pools: unknown; reservations: number };
     expect(ls.pools).toMatchObject([{ name: '10.34.0.0-21', range: '10.34.0.0/21', used: 3, free: 2043 }]);
     expect(ls.reservations).toBe(3);
-    const show = JSON.parse(await cli(['show', '10.34.0.0-21', '--json', '--dir', dir]));
+    const show = JSON.parse(await cli(['show', '10.34.0.0-21', '--json', '--dir', dir])) as { leases: Array<{ address: string; pod: string }> };
     expect(show.leases.map((l: { address: string; pod: string }) => [l.address, l.pod])).toEqual([['10.34.3.254', 'ns/a'], ['10.34.3.255', 'ns/b'], ['10.34.4.0', 'ns/c']]);
   });
 });
@@ -112,7 +112,7 @@ describe('a whole-range record written before sharding (or by whereabouts)', () 
     expect(await addresses(ipam, { containerId: 'new', pod: 'ns/new' })).toEqual(['10.35.4.1/20']);
     expect(Object.keys((await store.readPool('10.35.0.0-20'))!.value.allocations)).toEqual(['1', '2']);
     expect((await store.readPool('10.35.0.0-20-s2'))!.value.allocations['2050']).toMatchObject({ id: 'x4' });
-    const ls = JSON.parse(await cli(['ls', '--json', '--dir', dir]));
+    const ls = JSON.parse(await cli(['ls', '--json', '--dir', dir])) as { pools: unknown; reservations: number };
     expect(ls.pools).toMatchObject([{ name: '10.35.0.0-20', used: 5 }]);
     await del(ipam, { containerId: 'x4', pod: 'ns/four' });
     expect((await store.readPool('10.35.0.0-20-s2'))!.value.allocations).toEqual({});

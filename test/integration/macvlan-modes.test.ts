@@ -137,8 +137,8 @@ describe('where the master is', () => {
     const out = await cni('macvlan', { command: 'ADD', config: conf({}, '10.66.0.0/24'), containerId: 'c-dr', netns: pod, ifName: 'net1', hostNetns: hostName });
     expect(out.exitCode, out.stdout + out.stderr).toBe(0);
     expect(sh(`nsenter --net=${pod} ip -d link show net1`)).toMatch(/macvlan mode bridge/);
-    const parent = JSON.parse(sh(`nsenter --net=${pod} ip -j link show net1`))[0].link_index;
-    expect(JSON.parse(sh(`ip -n ${hostName} -j link show ${uplink}`))[0].ifindex).toBe(parent);
+    const parent = (JSON.parse(sh(`nsenter --net=${pod} ip -j link show net1`)) as Array<{ link_index: number }>)[0]!.link_index;
+    expect((JSON.parse(sh(`ip -n ${hostName} -j link show ${uplink}`)) as Array<{ ifindex: number }>)[0]!.ifindex).toBe(parent);
   });
 });
 

@@ -62,7 +62,7 @@ describe('environment errors', () => {
       stderr: () => {},
     });
     expect(code).toBe(1);
-    expect(JSON.parse(stdout)).toMatchObject({ code: 5, msg: expect.stringMatching(/stdin.*EIO/) });
+    expect(JSON.parse(stdout) as unknown).toMatchObject({ code: 5, msg: expect.stringMatching(/stdin.*EIO/) as unknown });
   });
 
   it('CNI_NETNS naming the plugin\'s own namespace -> code 8, unless CNI_NETNS_OVERRIDE', async () => {
