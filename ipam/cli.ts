@@ -5,7 +5,7 @@
 import { formatAddr, parseCidr, sizeOf } from './addr.ts';
 import { DEFAULT_FILE_STORE_DIR, FileStore } from './store/file.ts';
 import { isClaimName, roleOf } from './shards.ts';
-import type { IpamStore, PoolRecord, Versioned } from './store/types.ts';
+import type { LegacyIpamStore, PoolRecord, Versioned } from './store/types.ts';
 
 const USAGE = `usage: underlay ipam ls [--json] [--dir DIR]
        underlay ipam show POOL [--json] [--dir DIR]
@@ -50,7 +50,7 @@ function table(rows: ReadonlyArray<ReadonlyArray<string>>): string {
 }
 
 /** The stored pools, each with its shard records (one record for a pool that is not sharded). */
-async function readPools(store: IpamStore): Promise<Map<string, Array<Versioned<PoolRecord>>>> {
+async function readPools(store: LegacyIpamStore): Promise<Map<string, Array<Versioned<PoolRecord>>>> {
   const pools = new Map<string, Array<Versioned<PoolRecord>>>();
   for (const name of (await store.listPools()).sort()) {
     const role = roleOf(name);

@@ -16,7 +16,7 @@ import { applyChange, emptyPool, isEmptyChange, newAllocation, planAssign, planR
 import { reservationName } from './names.ts';
 import { addressAt, spanOf, type IpRange } from './ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
-import type { Allocation, IpamStore, PoolRecord, Reservation } from './store/types.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord, Reservation } from './store/types.ts';
 
 /** Plugin-specific CNI error code (the spec leaves 100+ to plugins): no free address in a range. */
 export const POOL_EXHAUSTED = 100;
@@ -53,7 +53,7 @@ export const ownerOf = (who: Claimant): Allocation => newAllocation(who, '');
 export const reservationOf = (target: PoolTarget, offset: bigint): string =>
   reservationName(target.networkName, target.range.family, target.range.network + offset);
 
-async function readPool(store: IpamStore, target: PoolTarget): Promise<{ pool: PoolRecord; version: string | undefined }> {
+async function readPool(store: LegacyIpamStore, target: PoolTarget): Promise<{ pool: PoolRecord; version: string | undefined }> {
   const snapshot = await store.readPool(target.name);
   if (!snapshot) return { pool: emptyPool(target.range), version: undefined };
   if (snapshot.value.range !== target.range.cidr) {
@@ -81,7 +81,7 @@ export const reservationFor = (who: Claimant, now: string, offset?: string, scop
  * compare-and-swap: a concurrent DEL of the earlier container then sees it is no longer its own, and a
  * GC that judged the old version an orphan cannot delete the new one.
  */
-export async function claim(store: IpamStore, name: string, who: Claimant, now: string, previous?: Allocation, scope?: string): Promise<'created' | 'ours' | 'taken'> {
+export async function claim(store: LegacyIpamStore, name: string, who: Claimant, now: string, previous?: Allocation, scope?: string): Promise<'created' | 'ours' | 'taken'> {
   const mine = reservationFor(who, now, undefined, scope);
   for (let i = 0; i < 8; i++) {
     const found = await store.readReservation(name);
@@ -100,7 +100,7 @@ export async function claim(store: IpamStore, name: string, who: Claimant, now: 
 }
 
 /** Deletes the reservation if it still belongs to the lease `owner`; leaves any other alone. */
-export async function unclaim(store: IpamStore, name: string, owner: Allocation, deadline: number): Promise<void> {
+export async function unclaim(store: LegacyIpamStore, name: string, owner: Allocation, deadline: number): Promise<void> {
   await withRetries(`ipam: reservation ${name}`, deadline, async () => {
     const found = await store.readReservation(name);
     if (!found || !belongsTo(found.value, owner)) return undefined;
@@ -118,7 +118,7 @@ export function exhausted(target: PoolTarget, reservedElsewhere: number): CniErr
 }
 
 /** ADD for one range: the pod's existing lease or the lowest free address. */
-export async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease> {
+export async function acquire(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease> {
   const skip = new Set<string>();
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const now = new Date().toISOString();
@@ -160,14 +160,14 @@ export async function acquire(store: IpamStore, target: PoolTarget, who: Claiman
 }
 
 /** After the swap: is the reservation still this pod's? (Re-created if GC removed it meanwhile.) */
-export async function stillOurs(store: IpamStore, name: string, who: Claimant, now: string, scope: string): Promise<boolean> {
+export async function stillOurs(store: LegacyIpamStore, name: string, who: Claimant, now: string, scope: string): Promise<boolean> {
   const found = await store.readReservation(name);
   if (found) return belongsTo(found.value, ownerOf(who));
   return (await claim(store, name, who, now, undefined, scope)) !== 'taken';
 }
 
 /** Removes exactly `keys` from the pool if they still belong to `who`'s container (rollback). */
-async function releaseKeys(store: IpamStore, target: PoolTarget, keys: string[], who: Claimant, deadline: number): Promise<void> {
+async function releaseKeys(store: LegacyIpamStore, target: PoolTarget, keys: string[], who: Claimant, deadline: number): Promise<void> {
   await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const snapshot = await store.readPool(target.name);
     if (!snapshot) return undefined;
@@ -178,14 +178,14 @@ async function releaseKeys(store: IpamStore, target: PoolTarget, keys: string[],
 }
 
 /** Undoes a new lease of a failed ADD; an existing lease (the pod had it before) stays. */
-export async function rollback(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void> {
+export async function rollback(store: LegacyIpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void> {
   if (lease.existing) return;
   await releaseKeys(store, target, [lease.offset.toString()], who, deadline);
   if (target.overlapping) await unclaim(store, reservationOf(target, lease.offset), ownerOf(who), deadline);
 }
 
 /** DEL for one range. Returns the released leases; none is not an error. */
-export async function release(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
+export async function release(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
   const released = await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const snapshot = await store.readPool(target.name);
     // Another scope's pool under the same name (see collectRecord in reconcile.ts) holds nothing of ours.
@@ -201,7 +201,7 @@ export async function release(store: IpamStore, target: PoolTarget, who: Claiman
 }
 
 /** After leases left a pool: their reservations go too, where they still belong to those leases. */
-export async function dropReservations(store: IpamStore, target: PoolTarget, released: Array<[bigint, Allocation]>, deadline: number): Promise<void> {
+export async function dropReservations(store: LegacyIpamStore, target: PoolTarget, released: Array<[bigint, Allocation]>, deadline: number): Promise<void> {
   if (!target.overlapping) return;
   for (const [offset, allocation] of released) await unclaim(store, reservationOf(target, offset), allocation, deadline);
 }

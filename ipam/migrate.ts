@@ -16,7 +16,7 @@ import { applyChange, emptyPool } from './allocator.ts';
 import type { PoolTarget } from './lease.ts';
 import { CONFLICT, withRetries } from './retry.ts';
 import { byShard, claimName, emptyIndex, indexName, shardName } from './shards.ts';
-import type { Allocation, IpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
 
 export interface ShardSnapshot {
   pool: PoolRecord;
@@ -25,7 +25,7 @@ export interface ShardSnapshot {
 }
 
 /** One shard as the allocator sees it; a missing shard is an empty one. */
-export async function readShard(store: IpamStore, target: PoolTarget, shard: bigint): Promise<ShardSnapshot> {
+export async function readShard(store: LegacyIpamStore, target: PoolTarget, shard: bigint): Promise<ShardSnapshot> {
   const name = shardName(target.name, shard);
   const snapshot = await store.readPool(name);
   if (!snapshot) return { pool: emptyPool(target.range), version: undefined };
@@ -36,7 +36,7 @@ export async function readShard(store: IpamStore, target: PoolTarget, shard: big
 }
 
 /** The pool's index, after migrating a legacy record if there is no index yet. */
-export async function ensureIndex(store: IpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord>> {
+export async function ensureIndex(store: LegacyIpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord>> {
   const name = indexName(target.name);
   // Retried as a whole: a store outage (a lock held too long) is "try again", never a final error.
   return withRetries(`ipam: index ${name}`, deadline, async () => {
@@ -48,7 +48,7 @@ export async function ensureIndex(store: IpamStore, target: PoolTarget, deadline
   });
 }
 
-async function migrate(store: IpamStore, target: PoolTarget, deadline: number): Promise<void> {
+async function migrate(store: LegacyIpamStore, target: PoolTarget, deadline: number): Promise<void> {
   const legacy = (await readShard(store, target, 0n)).pool;
   const groups = byShard(legacy);
   const copied: string[] = [];

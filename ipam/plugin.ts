@@ -17,7 +17,7 @@ import { isSharded } from './shards.ts';
 import { operationDeadline } from './retry.ts';
 import { IPAM_ARGS } from './static.ts';
 import { openStore } from './store/open.ts';
-import { StoreUnavailable, type IpamStore } from './store/types.ts';
+import { StoreUnavailable, type LegacyIpamStore } from './store/types.ts';
 
 /** One pool per range (loadIpamConfig has refused two ranges in one pool, see checkPools). */
 export function targetsOf(config: IpamConfig): PoolTarget[] {
@@ -38,15 +38,15 @@ export function claimantOf(inv: Pick<Invocation, 'env' | 'conf'>): Claimant {
 
 /** How one pool is worked: as one whereabouts IPPool record, or as shards (see sharded.ts). */
 interface PoolOps {
-  acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease>;
-  rollback(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void>;
-  release(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<unknown[]>;
+  acquire(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease>;
+  rollback(store: LegacyIpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void>;
+  release(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<unknown[]>;
   /** The offset `who` holds, if any. */
-  find(store: IpamStore, target: PoolTarget, who: Claimant): Promise<bigint | undefined>;
-  lowestFree(store: IpamStore, target: PoolTarget, deadline: number): Promise<bigint | undefined>;
+  find(store: LegacyIpamStore, target: PoolTarget, who: Claimant): Promise<bigint | undefined>;
+  lowestFree(store: LegacyIpamStore, target: PoolTarget, deadline: number): Promise<bigint | undefined>;
 }
 
-const readRecord = async (store: IpamStore, target: PoolTarget) => (await store.readPool(target.name))?.value ?? emptyPool(target.range);
+const readRecord = async (store: LegacyIpamStore, target: PoolTarget) => (await store.readPool(target.name))?.value ?? emptyPool(target.range);
 
 const SINGLE_RECORD: PoolOps = {
   acquire,
@@ -102,7 +102,7 @@ function resultOf(config: IpamConfig, leases: ReadonlyArray<[PoolTarget, Lease]>
 /** Config errors a DEL or GC tolerates: such a config could never have leased anything here. */
 const NOTHING_LEASED: ReadonlyArray<number> = [Code.IncompatibleVersion, Code.UnsupportedField, Code.InvalidEnvironment, Code.InvalidConfig];
 
-function openTolerant(inv: Invocation, verb: string): { config: IpamConfig; store: IpamStore } | undefined {
+function openTolerant(inv: Invocation, verb: string): { config: IpamConfig; store: LegacyIpamStore } | undefined {
   try {
     const config = loadIpamConfig(inv);
     return { config, store: openStore(config) };
@@ -185,7 +185,7 @@ async function gc(inv: Invocation): Promise<void> {
 
 async function status(inv: Invocation): Promise<void> {
   const config = loadIpamConfig(inv);
-  let store: IpamStore;
+  let store: LegacyIpamStore;
   try {
     store = openStore(config);
     await store.ping();

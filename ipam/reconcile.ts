@@ -14,7 +14,7 @@ import { offsetOf } from './ranges.ts';
 import { parseCidr } from './addr.ts';
 import { CONFLICT, withRetries } from './retry.ts';
 import { FileStore } from './store/file.ts';
-import type { Allocation, IpamStore, PoolRecord } from './store/types.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord } from './store/types.ts';
 
 /**
  * Orphaned reservations younger than this are left alone: far longer than an ADD may take (its
@@ -32,7 +32,7 @@ export interface GcOutcome {
 
 /** Releases the leases of `network` not in `valid`, pool by pool, then repairs orphaned reservations. */
 export async function collectGarbage(
-  store: IpamStore,
+  store: LegacyIpamStore,
   targets: ReadonlyArray<PoolTarget>,
   network: string,
   valid: ReadonlyArray<{ containerID: string; ifname: string }>,
@@ -66,7 +66,7 @@ export async function collectGarbage(
 }
 
 async function collectRecord(
-  store: IpamStore, target: PoolTarget, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
+  store: LegacyIpamStore, target: PoolTarget, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
 ): Promise<Array<[bigint, Allocation]>> {
   const { name } = target;
   return withRetries(`ipam: pool ${name}`, deadline, async () => {
@@ -90,7 +90,7 @@ async function collectRecord(
  * only costs an ADD a few reads), and old claims whose lease is gone are removed: an ADD killed between
  * its claim and its shard write, or a lease released by whereabouts. Young ones may be an ADD in flight.
  */
-async function repairIndexAndClaims(store: IpamStore, target: PoolTarget, deadline: number, now: number): Promise<number> {
+async function repairIndexAndClaims(store: LegacyIpamStore, target: PoolTarget, deadline: number, now: number): Promise<number> {
   // Always written, so its version changes even when it holds no hint: an ADD that read it before
   // cannot raise a hint over an address this GC freed.
   await withRetries(`ipam: index ${indexName(target.name)}`, deadline, async () => {
@@ -114,7 +114,7 @@ async function repairIndexAndClaims(store: IpamStore, target: PoolTarget, deadli
 }
 
 /** Every pool of the network_name scope, not only this config's: an overlapping one may hold the lease. */
-async function poolsInScope(store: IpamStore, networkName: string): Promise<PoolRecord[]> {
+async function poolsInScope(store: LegacyIpamStore, networkName: string): Promise<PoolRecord[]> {
   const pools: PoolRecord[] = [];
   for (const name of await store.listPools()) {
     const snapshot = await store.readPool(name);
@@ -150,7 +150,7 @@ export function inScope(recorded: string | undefined, networkName: string, name:
   return true;
 }
 
-async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget>, deadline: number, now: number): Promise<number> {
+async function removeOrphans(store: LegacyIpamStore, targets: ReadonlyArray<PoolTarget>, deadline: number, now: number): Promise<number> {
   let removed = 0;
   const grace = orphanGraceMs();
   for (const networkName of new Set(targets.filter((t) => t.overlapping).map((t) => t.networkName))) {

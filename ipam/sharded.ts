@@ -34,7 +34,7 @@ import { ensureIndex, readShard, type ShardSnapshot } from './migrate.ts';
 import { addressAt } from './ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
 import { claimName, clip, hintsOf, indexName, lowerHints, nextShard, raiseHint, roleOf, shardName, shardOf, startShard } from './shards.ts';
-import type { Allocation, IpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
 
 /** The offset a claim names, if it is a well-formed claim of `podref`. */
 function claimedOffset(found: Versioned<Reservation>, podref: string): bigint | undefined {
@@ -43,7 +43,7 @@ function claimedOffset(found: Versioned<Reservation>, podref: string): bigint | 
 }
 
 /** Deletes the claim of the lease `owner` if it still names `offset` and still belongs to that lease. */
-export async function dropClaim(store: IpamStore, pool: string, owner: Allocation, offset: bigint, deadline: number): Promise<void> {
+export async function dropClaim(store: LegacyIpamStore, pool: string, owner: Allocation, offset: bigint, deadline: number): Promise<void> {
   const name = claimName(pool, owner.podref, owner.ifname ?? '');
   await withRetries(`ipam: claim ${name}`, deadline, async () => {
     const found = await store.readReservation(name);
@@ -58,7 +58,7 @@ export async function dropClaim(store: IpamStore, pool: string, owner: Allocatio
  * always, so the index version changes: an ADD that read the old version and saw the shard full
  * cannot then raise its hint over the freed address.
  */
-async function touchIndex(store: IpamStore, pool: string, shard: bigint, deadline: number, always = true): Promise<void> {
+async function touchIndex(store: LegacyIpamStore, pool: string, shard: bigint, deadline: number, always = true): Promise<void> {
   await withRetries(`ipam: index ${indexName(pool)}`, deadline, async () => {
     const found = await store.readPool(indexName(pool));
     if (!found) return undefined;
@@ -72,7 +72,7 @@ async function touchIndex(store: IpamStore, pool: string, shard: bigint, deadlin
  * with the index touched before and after (touchIndex). Returns the removed leases.
  */
 async function removeFromShard(
-  store: IpamStore, target: PoolTarget, shard: bigint, deadline: number, pick: (pool: PoolRecord) => string[],
+  store: LegacyIpamStore, target: PoolTarget, shard: bigint, deadline: number, pick: (pool: PoolRecord) => string[],
 ): Promise<Array<[bigint, Allocation]>> {
   const removed = await withRetries(`ipam: pool ${shardName(target.name, shard)}`, deadline, async () => {
     const found = await readShard(store, target, shard);
@@ -88,7 +88,7 @@ async function removeFromShard(
 }
 
 /** Removes the lease at `offset` if the container `id` still holds it (rollback, withdrawal). */
-async function removeKeys(store: IpamStore, target: PoolTarget, offset: bigint, id: string, deadline: number): Promise<void> {
+async function removeKeys(store: LegacyIpamStore, target: PoolTarget, offset: bigint, id: string, deadline: number): Promise<void> {
   const key = offset.toString();
   await removeFromShard(store, target, shardOf(offset), deadline, (pool) => (pool.allocations[key]?.id === id ? [key] : []));
 }
@@ -97,7 +97,7 @@ async function removeKeys(store: IpamStore, target: PoolTarget, offset: bigint, 
 const FRESH = Symbol('fresh');
 
 /** ADD when a claim exists: the lease it names (with the new container ID), or the claim is stale. */
-async function reuse(store: IpamStore, target: PoolTarget, who: Claimant, found: Versioned<Reservation>, skip: Set<string>, now: string, deadline: number): Promise<Lease | typeof CONFLICT | typeof FRESH> {
+async function reuse(store: LegacyIpamStore, target: PoolTarget, who: Claimant, found: Versioned<Reservation>, skip: Set<string>, now: string, deadline: number): Promise<Lease | typeof CONFLICT | typeof FRESH> {
   const offset = claimedOffset(found, who.podref);
   const shard = offset === undefined ? undefined : await readShard(store, target, shardOf(offset));
   const key = offset?.toString() ?? '';
@@ -127,7 +127,7 @@ async function reuse(store: IpamStore, target: PoolTarget, who: Claimant, found:
 }
 
 /** Best effort: the pod's claim names `who`'s container and `key`. A claim is a hint, so failure is fine. */
-async function pointClaim(store: IpamStore, pool: string, who: Claimant, now: string, key: string): Promise<void> {
+async function pointClaim(store: LegacyIpamStore, pool: string, who: Claimant, now: string, key: string): Promise<void> {
   const name = claimName(pool, who.podref, who.ifname);
   for (let i = 0; i < 4; i++) {
     const found = await store.readReservation(name);
@@ -144,7 +144,7 @@ async function pointClaim(store: IpamStore, pool: string, who: Claimant, now: st
  * ranges). Reserved ones join `skip` and the scan goes on: a "taken" address is never a retry.
  */
 async function pickInShard(
-  store: IpamStore, target: PoolTarget, snapshot: ShardSnapshot, shard: bigint, who: Claimant, now: string, skip: Set<string>,
+  store: LegacyIpamStore, target: PoolTarget, snapshot: ShardSnapshot, shard: bigint, who: Claimant, now: string, skip: Set<string>,
 ): Promise<{ offset: bigint; created: boolean } | undefined> {
   const range = clip(target.range, shard);
   for (let offset = lowestFree(snapshot.pool, range, skip); offset !== undefined; offset = lowestFree(snapshot.pool, range, skip)) {
@@ -157,7 +157,7 @@ async function pickInShard(
 }
 
 /** ADD for one sharded range: the pod's existing lease, or the lowest free address from the hint on. */
-export async function acquireSharded(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease> {
+export async function acquireSharded(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease> {
   const skip = new Set<string>();
   const name = claimName(target.name, who.podref, who.ifname);
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
@@ -221,7 +221,7 @@ export async function acquireSharded(store: IpamStore, target: PoolTarget, who: 
 }
 
 /** Undoes a new lease of a failed ADD; an existing lease stays. */
-export async function rollbackSharded(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void> {
+export async function rollbackSharded(store: LegacyIpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void> {
   if (lease.existing) return;
   await removeKeys(store, target, lease.offset, who.id, deadline);
   if (target.overlapping) await unclaim(store, reservationOf(target, lease.offset), ownerOf(who), deadline);
@@ -229,7 +229,7 @@ export async function rollbackSharded(store: IpamStore, target: PoolTarget, leas
 }
 
 /** The index, migrating a legacy pool first; undefined when the pool was never written (DEL, CHECK). */
-async function indexIfAny(store: IpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord> | undefined> {
+async function indexIfAny(store: LegacyIpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord> | undefined> {
   const index = await store.readPool(indexName(target.name));
   if (index) return index;
   if (!(await store.readPool(target.name))) return undefined;
@@ -237,7 +237,7 @@ async function indexIfAny(store: IpamStore, target: PoolTarget, deadline: number
 }
 
 /** The shards of a sharded pool that exist, shard 0 (the pool's own name) included. */
-export async function shardsOf(store: IpamStore, pool: string): Promise<bigint[]> {
+export async function shardsOf(store: LegacyIpamStore, pool: string): Promise<bigint[]> {
   const shards: bigint[] = [];
   for (const name of await store.listPools()) {
     const role = roleOf(name);
@@ -254,7 +254,7 @@ const heldBy = (held: Allocation | undefined, who: Pick<Claimant, 'id' | 'ifname
  * claim when it names this container, else by scanning every shard (the rare path: a DEL without the
  * pod's CNI_ARGS, a claim that names another container, a repeated DEL). Returns the released leases.
  */
-export async function releaseSharded(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
+export async function releaseSharded(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
   const index = await indexIfAny(store, target, deadline);
   if (!index) return [];
   const found = await store.readReservation(claimName(target.name, who.podref, who.ifname));
@@ -283,13 +283,13 @@ export async function releaseSharded(store: IpamStore, target: PoolTarget, who: 
 
 /** GC of one shard: the leases of `network` that no valid attachment holds. */
 export async function collectShard(
-  store: IpamStore, target: PoolTarget, shard: bigint, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
+  store: LegacyIpamStore, target: PoolTarget, shard: bigint, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, deadline: number,
 ): Promise<Array<[bigint, Allocation]>> {
   return removeFromShard(store, target, shard, deadline, (pool) => planCollect(pool, network, valid).remove);
 }
 
 /** After leases left a shard: their reservations (lease.ts) and their claims go too, if still theirs. */
-export async function forgetReleased(store: IpamStore, target: PoolTarget, released: Array<[bigint, Allocation]>, deadline: number): Promise<void> {
+export async function forgetReleased(store: LegacyIpamStore, target: PoolTarget, released: Array<[bigint, Allocation]>, deadline: number): Promise<void> {
   for (const [offset, allocation] of released) {
     if (target.overlapping) await unclaim(store, reservationOf(target, offset), allocation, deadline);
     await dropClaim(store, target.name, allocation, offset, deadline);
@@ -297,7 +297,7 @@ export async function forgetReleased(store: IpamStore, target: PoolTarget, relea
 }
 
 /** CHECK: the offset (container ID, ifname) holds, through the pod's claim, else by scanning the shards. */
-export async function findSharded(store: IpamStore, target: PoolTarget, who: Claimant): Promise<bigint | undefined> {
+export async function findSharded(store: LegacyIpamStore, target: PoolTarget, who: Claimant): Promise<bigint | undefined> {
   const found = await store.readReservation(claimName(target.name, who.podref, who.ifname));
   const offset = found && claimedOffset(found, who.podref);
   if (offset !== undefined && offset !== null) {
@@ -314,7 +314,7 @@ export async function findSharded(store: IpamStore, target: PoolTarget, who: Cla
 }
 
 /** STATUS: the lowest free offset from the hint on (reads one shard while hints are right). */
-export async function lowestFreeSharded(store: IpamStore, target: PoolTarget, deadline: number): Promise<bigint | undefined> {
+export async function lowestFreeSharded(store: LegacyIpamStore, target: PoolTarget, deadline: number): Promise<bigint | undefined> {
   const index = await indexIfAny(store, target, deadline);
   for (let shard = nextShard(target.range, startShard(index?.value, target.range)); shard !== undefined; shard = nextShard(target.range, shard + 1n)) {
     const snapshot = await store.readPool(shardName(target.name, shard));

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { Code, CniError } from '../../lib/cni/errors.ts';
 import { SAFE_NAME } from '../names.ts';
-import { StoreUnavailable, type IpamStore, type PoolRecord, type Reservation, type Versioned } from './types.ts';
+import { StoreUnavailable, type LegacyIpamStore, type PoolRecord, type Reservation, type Versioned } from './types.ts';
 
 export const DEFAULT_FILE_STORE_DIR = '/var/lib/cni/underlay/ipam';
 // Short: a holder needs milliseconds; a longer wait is retried by the IPAM within its deadline.
@@ -161,7 +161,7 @@ function readVersion(path: string): string | undefined {
   }
 }
 
-export class FileStore implements IpamStore {
+export class FileStore implements LegacyIpamStore {
   readonly description: string;
   readonly root: string;
   private readonly lockTimeoutMs: number;

@@ -5,9 +5,9 @@ import { isAbsolute } from 'node:path';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import type { IpamConfig } from '../config.ts';
 import { FileStore } from './file.ts';
-import type { IpamStore } from './types.ts';
+import type { LegacyIpamStore } from './types.ts';
 
-export function openStore(config: Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir'>): IpamStore {
+export function openStore(config: Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir'>): LegacyIpamStore {
   if (config.datastore !== 'file') {
     throw new CniError(
       Code.UnsupportedField,

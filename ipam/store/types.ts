@@ -54,37 +54,78 @@ export interface Versioned<T> {
   version: string;
 }
 
+export interface Named<T> extends Versioned<T> {
+  name: string;
+}
+
 /**
- * Every store: pools are read with a version and written back only if that version is still current
- * (compare-and-swap); reservations are created only if absent and deleted only if unchanged. Stores
- * never retry: the IPAM retries conflicts with back-off inside a deadline (ipam/retry.ts).
+ * One change of a commit. `expected` is the version the writer read: the write applies only while the
+ * record still has it. `expected: undefined` means the record must not exist (create-if-absent). A
+ * delete (`value: null`) needs the record to exist at `expected`; a record already gone is a conflict,
+ * so the writer re-reads and sees it gone.
+ */
+export type Write =
+  | { kind: 'pool'; name: string; expected: string | undefined; value: PoolRecord }
+  | { kind: 'reservation'; name: string; expected: string | undefined; value: Reservation }
+  | { kind: 'reservation'; name: string; expected: string; value: null };
+
+/**
+ * Every store. Records are read with a version and changed only by commit(), by compare-and-swap on
+ * that version; stores never retry a conflict (the IPAM does, with back-off inside a deadline,
+ * ipam/lease/retry.ts). Every call takes the IPAM's deadline (epoch ms): no call outlives it.
  *
- * A store throws StoreUnavailable for a failure that may pass (a timeout, a refused connection): the
- * IPAM retries it until its deadline. Any other error is final.
+ * A call throws StoreUnavailable for a failure that may pass (a timeout, a refused connection, a lock
+ * held too long): the IPAM retries it until its deadline, then answers "try again later" (code 11). Any
+ * other error is final and names what is wrong (a CniError).
+ *
+ * Nothing above ipam/store/ knows which store it talks to; openStore (ipam/store/open.ts) picks one.
  */
 export interface IpamStore {
-  /** For messages: "file store /var/lib/cni/underlay/ipam". */
+  /** For messages: "file store /var/lib/cni/underlay/ipam", "etcd at https://10.0.0.1:2379". */
+  readonly description: string;
+  /**
+   * How many writes one commit() applies all-or-nothing: 1 for the file and Kubernetes stores, more
+   * for etcd (one txn). The IPAM puts an ADD's reservation, claim and pool change in one commit when
+   * they fit, and otherwise writes them one by one in the order that keeps addresses unique.
+   */
+  readonly atomicWrites: number;
+  readPool(name: string, deadline: number): Promise<Versioned<PoolRecord> | undefined>;
+  readReservation(name: string, deadline: number): Promise<Versioned<Reservation> | undefined>;
+  /** Every pool whose name starts with `prefix` ("" for all), with its version, in name order. */
+  listPools(prefix: string, deadline: number): Promise<Array<Named<PoolRecord>>>;
+  /** Every reservation (claims included) whose name starts with `prefix`, with its version, in name order. */
+  listReservations(prefix: string, deadline: number): Promise<Array<Named<Reservation>>>;
+  /**
+   * Applies every write if every expectation holds, else none (then it returns undefined: a conflict).
+   * On success, the new version of each write in order (undefined for a delete). At most atomicWrites
+   * writes per call.
+   */
+  commit(writes: ReadonlyArray<Write>, deadline: number): Promise<Array<string | undefined> | undefined>;
+  /** Throws unless the store can be read and written now (STATUS). */
+  ping(deadline: number): Promise<void>;
+  /**
+   * The store's own housekeeping, run by GC: what dead writers leave (the file store's temp files
+   * older than `olderThanMs`). Returns how many things it removed.
+   */
+  tidy(olderThanMs: number, deadline: number): Promise<number>;
+  /** Releases connections and handles: after it the process can exit at once. */
+  close(): Promise<void>;
+}
+
+/**
+ * The store interface of the file store before ipam/lease was rewritten on top of IpamStore; goes away
+ * with that rewrite.
+ */
+export interface LegacyIpamStore {
   readonly description: string;
   readPool(name: string): Promise<Versioned<PoolRecord> | undefined>;
-  /** Writes `pool` if the stored version is `expected` (undefined: only if no pool exists). False on conflict. */
   writePool(name: string, pool: PoolRecord, expected: string | undefined): Promise<boolean>;
   listPools(): Promise<string[]>;
   readReservation(name: string): Promise<Versioned<Reservation> | undefined>;
-  /** Creates the reservation unless one exists. False when one exists. */
   createReservation(name: string, reservation: Reservation): Promise<boolean>;
-  /** Deletes the reservation if its version is still `expected`. False on conflict; true if already gone. */
   deleteReservation(name: string, expected: string): Promise<boolean>;
-  /**
-   * Replaces the reservation with `reservation` if its version is still `expected` (compare-and-swap):
-   * a holder is renewed or handed to the pod's new container in one step, never by delete-then-create
-   * (in between, another pod could create it). False on conflict, and when it is gone.
-   *   file store: read, compare, write-temp and rename, all under the reservations lock;
-   *   etcd: one txn, If(mod_revision(key) == expected) Then(put key) Else();
-   *   Kubernetes: PUT of the object carrying metadata.resourceVersion = expected (409 Conflict: false).
-   */
   replaceReservation(name: string, expected: string, reservation: Reservation): Promise<boolean>;
   listReservations(): Promise<string[]>;
-  /** Throws unless the store can be read and written now (STATUS). */
   ping(): Promise<void>;
 }
 

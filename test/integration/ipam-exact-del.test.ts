@@ -15,7 +15,7 @@ import { ipamPlugin } from '../../ipam/plugin.ts';
 import { resolveRange } from '../../ipam/ranges.ts';
 import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
 import { FileStore } from '../../ipam/store/file.ts';
-import type { IpamStore } from '../../ipam/store/types.ts';
+import type { LegacyIpamStore } from '../../ipam/store/types.ts';
 import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 type Ipam = Record<string, unknown>;
@@ -117,7 +117,7 @@ describe('a sharded DEL without the pod in CNI_ARGS (finding 7)', () => {
 });
 
 /** The store as a DEL killed right after its pool write sees it: every later call fails. */
-function killedAfterPoolWrite(store: IpamStore): IpamStore {
+function killedAfterPoolWrite(store: LegacyIpamStore): LegacyIpamStore {
   let killed = false;
   return new Proxy(store, {
     get(real, prop) {

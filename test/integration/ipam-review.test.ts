@@ -15,7 +15,7 @@ import { collectGarbage } from '../../ipam/reconcile.ts';
 import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
 import { isSharded } from '../../ipam/shards.ts';
 import { FileStore } from '../../ipam/store/file.ts';
-import { StoreUnavailable, type IpamStore } from '../../ipam/store/types.ts';
+import { StoreUnavailable, type LegacyIpamStore } from '../../ipam/store/types.ts';
 import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 type Ipam = Record<string, unknown>;
@@ -28,11 +28,11 @@ function target(cidr: string, networkName = 'blue', overlapping = true): PoolTar
   const range = resolveRange({ range: cidr }, 'ipam');
   return { name: poolName(networkName, range.cidr), range, networkName, overlapping };
 }
-const take = (t: PoolTarget, store: IpamStore, who: Claimant) => (isSharded(t.range) ? acquireSharded : acquire)(store, t, who, soon());
-const give = (t: PoolTarget, store: IpamStore, who: Claimant) => (isSharded(t.range) ? releaseSharded : release)(store, t, who, soon());
+const take = (t: PoolTarget, store: LegacyIpamStore, who: Claimant) => (isSharded(t.range) ? acquireSharded : acquire)(store, t, who, soon());
+const give = (t: PoolTarget, store: LegacyIpamStore, who: Claimant) => (isSharded(t.range) ? releaseSharded : release)(store, t, who, soon());
 
 /** The store as one operation sees it: it stops at the first call `at` picks, until `resume()`. */
-function pausing(store: IpamStore, at: (method: string, args: unknown[]) => boolean) {
+function pausing(store: LegacyIpamStore, at: (method: string, args: unknown[]) => boolean) {
   let resume!: () => void;
   const gate = new Promise<void>((r) => (resume = r));
   let paused!: () => void;
