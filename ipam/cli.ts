@@ -1,10 +1,10 @@
 // `underlay ipam ls` and `underlay ipam show POOL`: what the file store holds, for operators (a table)
-// and scripts (--json). A big pool kept in shards (ipam/shards.ts) is shown as the one pool it is, under
+// and scripts (--json). A big pool kept in shards (ipam/alloc/shards.ts) is shown as the one pool it is, under
 // its whereabouts name: counts and leases over all its shards. Free counts are of the whole CIDR: a config's range_start, range_end and
 // exclusions, which the store does not know, may narrow it.
-import { formatAddr, parseCidr, sizeOf } from './addr.ts';
-import { DEFAULT_FILE_STORE_DIR, FileStore } from './store/file.ts';
-import { isClaimName, roleOf } from './shards.ts';
+import { formatAddr, parseCidr, sizeOf } from './alloc/addr.ts';
+import { DEFAULT_FILE_STORE_DIR, FileStore } from './store/file/store.ts';
+import { isClaimName, roleOf } from './alloc/shards.ts';
 import type { LegacyIpamStore, PoolRecord, Versioned } from './store/types.ts';
 
 const USAGE = `usage: underlay ipam ls [--json] [--dir DIR]

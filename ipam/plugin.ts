@@ -5,17 +5,17 @@ import { parseCniArgs } from '../lib/cni/env.ts';
 import { parseResult, type IpConfig, type Result } from '../lib/cni/result.ts';
 import type { Invocation, Plugin } from '../lib/cni/skel.ts';
 import { log } from '../lib/log.ts';
-import { formatAddr, parseCidr } from './addr.ts';
-import { emptyPool, findByContainer, lowestFree, type Claimant } from './allocator.ts';
-import { loadIpamConfig, type IpamConfig } from './config.ts';
-import { acquire, release, rollback, type Lease, type PoolTarget } from './lease.ts';
-import { poolName } from './names.ts';
-import { cidrAt } from './ranges.ts';
-import { collectGarbage } from './reconcile.ts';
-import { acquireSharded, findSharded, lowestFreeSharded, releaseSharded, rollbackSharded } from './sharded.ts';
-import { isSharded } from './shards.ts';
-import { operationDeadline } from './retry.ts';
-import { IPAM_ARGS } from './static.ts';
+import { formatAddr, parseCidr } from './alloc/addr.ts';
+import { emptyPool, findByContainer, lowestFree, type Claimant } from './alloc/allocator.ts';
+import { loadIpamConfig, type IpamConfig } from './config/load.ts';
+import { acquire, release, rollback, type Lease, type PoolTarget } from './lease/single.ts';
+import { poolName } from './alloc/names.ts';
+import { cidrAt } from './alloc/ranges.ts';
+import { collectGarbage } from './gc/collect.ts';
+import { acquireSharded, findSharded, lowestFreeSharded, releaseSharded, rollbackSharded } from './lease/sharded.ts';
+import { isSharded } from './alloc/shards.ts';
+import { operationDeadline } from './lease/retry.ts';
+import { IPAM_ARGS } from './config/static.ts';
 import { openStore } from './store/open.ts';
 import { StoreUnavailable, type LegacyIpamStore } from './store/types.ts';
 
@@ -36,7 +36,7 @@ export function claimantOf(inv: Pick<Invocation, 'env' | 'conf'>): Claimant {
   return who;
 }
 
-/** How one pool is worked: as one whereabouts IPPool record, or as shards (see sharded.ts). */
+/** How one pool is worked: as one whereabouts IPPool record, or as shards (see lease/sharded.ts). */
 interface PoolOps {
   acquire(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease>;
   rollback(store: LegacyIpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void>;

@@ -3,8 +3,8 @@
 // served by a node-local store that would hand the same address out on two nodes.
 import { isAbsolute } from 'node:path';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
-import type { IpamConfig } from '../config.ts';
-import { FileStore } from './file.ts';
+import type { IpamConfig } from '../config/load.ts';
+import { FileStore } from './file/store.ts';
 import type { LegacyIpamStore } from './types.ts';
 
 export function openStore(config: Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir'>): LegacyIpamStore {

@@ -36,7 +36,7 @@ export const ReservationSchema = z.looseObject({
   ifname: z.optional(z.string()),
   /** Ours: when it was created; GC leaves younger orphans alone, they may belong to an ADD in flight. */
   since: z.optional(z.string()),
-  /** Ours, claims only (ipam/shards.ts): the decimal offset of the lease a (pool, podref, ifname) holds. */
+  /** Ours, claims only (ipam/alloc/shards.ts): the decimal offset of the lease a (pool, podref, ifname) holds. */
   offset: z.optional(z.string()),
   /** Ours: the pod's UID, as on the lease (Allocation.poduid). */
   poduid: z.optional(z.string()),

@@ -10,13 +10,13 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { applyChange, planAssign, planRelease, type Claimant } from '../../ipam/allocator.ts';
-import { acquire, release, type PoolTarget } from '../../ipam/lease.ts';
-import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
-import { byShard, claimName, emptyIndex, indexName, isSharded, shardName } from '../../ipam/shards.ts';
-import { poolName } from '../../ipam/names.ts';
-import { resolveRange } from '../../ipam/ranges.ts';
-import { FileStore } from '../../ipam/store/file.ts';
+import { applyChange, planAssign, planRelease, type Claimant } from '../../ipam/alloc/allocator.ts';
+import { acquire, release, type PoolTarget } from '../../ipam/lease/single.ts';
+import { acquireSharded, releaseSharded } from '../../ipam/lease/sharded.ts';
+import { byShard, claimName, emptyIndex, indexName, isSharded, shardName } from '../../ipam/alloc/shards.ts';
+import { poolName } from '../../ipam/alloc/names.ts';
+import { resolveRange } from '../../ipam/alloc/ranges.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
 import type { PoolRecord } from '../../ipam/store/types.ts';
 import { median, percentile, table } from './measure.ts';
 

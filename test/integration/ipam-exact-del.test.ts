@@ -8,13 +8,13 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Claimant } from '../../ipam/allocator.ts';
-import { release, type PoolTarget } from '../../ipam/lease.ts';
-import { poolName } from '../../ipam/names.ts';
+import type { Claimant } from '../../ipam/alloc/allocator.ts';
+import { release, type PoolTarget } from '../../ipam/lease/single.ts';
+import { poolName } from '../../ipam/alloc/names.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
-import { resolveRange } from '../../ipam/ranges.ts';
-import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
-import { FileStore } from '../../ipam/store/file.ts';
+import { resolveRange } from '../../ipam/alloc/ranges.ts';
+import { acquireSharded, releaseSharded } from '../../ipam/lease/sharded.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
 import type { LegacyIpamStore } from '../../ipam/store/types.ts';
 import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 

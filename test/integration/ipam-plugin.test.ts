@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describe, expect, it } from 'vitest';
 import { ipamPlugin } from '../../ipam/plugin.ts';
-import { FileStore } from '../../ipam/store/file.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
 import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 type Ipam = Record<string, unknown>;

@@ -1,4 +1,4 @@
-// A pool bigger than one shard (ipam/shards.ts), through the plugin's verbs on a real file store: the
+// A pool bigger than one shard (ipam/alloc/shards.ts), through the plugin's verbs on a real file store: the
 // lowest free address across shard boundaries, idempotency and release through claims, GC, CHECK,
 // STATUS, the CLI's one-pool view, and the migration of a whole-range record written before sharding.
 import { readdirSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runIpamCli } from '../../ipam/cli.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
-import { FileStore } from '../../ipam/store/file.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
 import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
 
 type Ipam = Record<string, unknown>;

@@ -3,8 +3,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadIpamConfig, type IpamConfig } from '../../ipam/config.ts';
-import { spanOf } from '../../ipam/ranges.ts';
+import { loadIpamConfig, type IpamConfig } from '../../ipam/config/load.ts';
+import { spanOf } from '../../ipam/alloc/ranges.ts';
 import { openStore } from '../../ipam/store/open.ts';
 import { invocation, tempStoreDir, type InvocationSpec, thrown } from '../helpers/ipam-invocation.ts';
 

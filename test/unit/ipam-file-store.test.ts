@@ -4,7 +4,7 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../../lib/cni/errors.ts';
-import { FileStore } from '../../ipam/store/file.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
 import type { PoolRecord } from '../../ipam/store/types.ts';
 import { tempStoreDir } from '../helpers/ipam-invocation.ts';
 

@@ -1,5 +1,5 @@
-// ADD, DEL, rollback and lookups for a pool cut into shards (ipam/shards.ts names the records). The
-// write order follows ipam/lease.ts and adds the claim:
+// ADD, DEL, rollback and lookups for a pool cut into shards (ipam/alloc/shards.ts names the records). The
+// write order follows ipam/lease/single.ts and adds the claim:
 //   ADD: reservation (overlapping ranges; an address another pod reserved is skipped within the same
 //        attempt, as in lease.ts) -> claim (create-if-absent) -> the owning shard by CAS.
 //   DEL: releases only a lease whose current container ID is the DEL's, found through the pod's claim
@@ -15,7 +15,7 @@
 //
 // Why no address is ever handed out twice, whatever crashes (kill -9 between any two writes):
 //  1. Offset X is granted only by a compare-and-swap of the ONE record that owns it, shard X>>10 (after
-//     migration, ipam/migrate.ts, no other record holds X: allocation waits for the index, which is
+//     migration, ipam/lease/migrate.ts, no other record holds X: allocation waits for the index, which is
 //     created only once shard 0 holds no other shard's offsets; migration copies merge and never
 //     overwrite). Two ADDs that both read X free race on the same record version: one loses and retries.
 //  2. Every record write is atomic (the store's contract), so a crash leaves each record old or new.
@@ -27,14 +27,14 @@
 // On etcd each step is one key (claims and shards as keys, a txn on mod_revision per CAS; the claim,
 // reservation and shard of an ADD could even share one txn); on Kubernetes shards are IPPool objects
 // (resourceVersion), claims and reservations small objects created with POST (409 = exists).
-import { log } from '../lib/log.ts';
-import { applyChange, emptyPool, ifnameMatches, lowestFree, planAssign, planCollect, planRelease, sameInstance, type Claimant } from './allocator.ts';
-import { belongsTo, claim, exhausted, ownerOf, reservationFor, reservationOf, stillOurs, unclaim, type Lease, type PoolTarget } from './lease.ts';
+import { log } from '../../lib/log.ts';
+import { applyChange, emptyPool, ifnameMatches, lowestFree, planAssign, planCollect, planRelease, sameInstance, type Claimant } from '../alloc/allocator.ts';
+import { belongsTo, claim, exhausted, ownerOf, reservationFor, reservationOf, stillOurs, unclaim, type Lease, type PoolTarget } from './single.ts';
 import { ensureIndex, readShard, type ShardSnapshot } from './migrate.ts';
-import { addressAt } from './ranges.ts';
+import { addressAt } from '../alloc/ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
-import { claimName, clip, hintsOf, indexName, lowerHints, nextShard, raiseHint, roleOf, shardName, shardOf, startShard } from './shards.ts';
-import type { Allocation, LegacyIpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
+import { claimName, clip, hintsOf, indexName, lowerHints, nextShard, raiseHint, roleOf, shardName, shardOf, startShard } from '../alloc/shards.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord, Reservation, Versioned } from '../store/types.ts';
 
 /** The offset a claim names, if it is a well-formed claim of `podref`. */
 function claimedOffset(found: Versioned<Reservation>, podref: string): bigint | undefined {

@@ -11,12 +11,12 @@
 // always in shard 0, its own shard, or both (the same lease), so it is never lost or handed out. Two
 // migrators racing with a DEL can at worst copy back a lease that was just released (a leak GC clears).
 // The claims make this one-time step cost one small write per legacy lease.
-import { Code, CniError } from '../lib/cni/errors.ts';
-import { applyChange, emptyPool } from './allocator.ts';
-import type { PoolTarget } from './lease.ts';
+import { Code, CniError } from '../../lib/cni/errors.ts';
+import { applyChange, emptyPool } from '../alloc/allocator.ts';
+import type { PoolTarget } from './single.ts';
 import { CONFLICT, withRetries } from './retry.ts';
-import { byShard, claimName, emptyIndex, indexName, shardName } from './shards.ts';
-import type { Allocation, LegacyIpamStore, PoolRecord, Reservation, Versioned } from './store/types.ts';
+import { byShard, claimName, emptyIndex, indexName, shardName } from '../alloc/shards.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord, Reservation, Versioned } from '../store/types.ts';
 
 export interface ShardSnapshot {
   pool: PoolRecord;

@@ -1,12 +1,12 @@
 // Static addresses, returned as given next to the allocated ones (whereabouts' `addresses`, and the
 // static plugin's sources). Precedence as in the static plugin: the `ips` capability (runtimeConfig)
 // replaces args.cni.ips, which replaces the config's addresses; CNI_ARGS IP= adds to the config's.
-import { Code, CniError, showValue } from '../lib/cni/errors.ts';
-import { parseCniArgs } from '../lib/cni/env.ts';
-import type { Invocation } from '../lib/cni/skel.ts';
-import { log } from '../lib/log.ts';
-import { bitsOf, formatAddr, parseAddr, parseCidr, type Family } from './addr.ts';
-import { offsetOf, type IpRange } from './ranges.ts';
+import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
+import { parseCniArgs } from '../../lib/cni/env.ts';
+import type { Invocation } from '../../lib/cni/skel.ts';
+import { log } from '../../lib/log.ts';
+import { bitsOf, formatAddr, parseAddr, parseCidr, type Family } from '../alloc/addr.ts';
+import { offsetOf, type IpRange } from '../alloc/ranges.ts';
 
 export interface StaticAddress {
   family: Family;

@@ -2,8 +2,8 @@
 // may be handed out, minus the blocked offsets (exclusions and the gateway). Whereabouts' own quirks are
 // kept where configs depend on them (host bits in `range` are dropped; a range_start outside the range
 // is ignored) but each ignored mistake is logged, where whereabouts stays silent.
-import { Code, CniError, showValue } from '../lib/cni/errors.ts';
-import { log } from '../lib/log.ts';
+import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
+import { log } from '../../lib/log.ts';
 import { bitsOf, formatAddr, formatCidr, parseAddr, parseCidr, sizeOf, type Addr, type Family } from './addr.ts';
 
 export interface RangeInput {

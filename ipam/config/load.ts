@@ -3,17 +3,17 @@
 // A config whereabouts accepts keeps working; where whereabouts silently ignores a mistake, we warn.
 import { readFileSync } from 'node:fs';
 import * as z from 'zod/mini';
-import { parseWith } from '../lib/cni/config.ts';
-import { Code, CniError, showValue } from '../lib/cni/errors.ts';
-import { DnsSchema, RouteSchema, type Dns, type Route } from '../lib/cni/result.ts';
-import type { Invocation } from '../lib/cni/skel.ts';
-import { isLogLevel, log } from '../lib/log.ts';
-import { parseAddr, type Addr } from './addr.ts';
-import { checkNetworkName, poolName, reservationName, SAFE_NAME } from './names.ts';
-import { resolveRange, spanOf, type IpRange } from './ranges.ts';
-import { claimName, indexName, isSharded, shardName, shardOf } from './shards.ts';
+import { parseWith } from '../../lib/cni/config.ts';
+import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
+import { DnsSchema, RouteSchema, type Dns, type Route } from '../../lib/cni/result.ts';
+import type { Invocation } from '../../lib/cni/skel.ts';
+import { isLogLevel, log } from '../../lib/log.ts';
+import { parseAddr, type Addr } from '../alloc/addr.ts';
+import { checkNetworkName, poolName, reservationName, SAFE_NAME } from '../alloc/names.ts';
+import { resolveRange, spanOf, type IpRange } from '../alloc/ranges.ts';
+import { claimName, indexName, isSharded, shardName, shardOf } from '../alloc/shards.ts';
 import { staticAddresses, type StaticAddress } from './static.ts';
-import { DEFAULT_FILE_STORE_DIR } from './store/file.ts';
+import { DEFAULT_FILE_STORE_DIR } from '../store/file/store.ts';
 
 /** Where whereabouts looks for its flat file, after `configuration_path`. */
 export const FLAT_FILE_PATHS: ReadonlyArray<string> = [

@@ -1,4 +1,4 @@
-// How a big pool is cut into records, as pure functions (names, spans, hints); ipam/sharded.ts does the
+// How a big pool is cut into records, as pure functions (names, spans, hints); ipam/lease/sharded.ts does the
 // I/O. A pool whose CIDR holds at most SHARD_SPAN addresses (an IPv4 /22 or smaller) is ONE record,
 // exactly whereabouts' IPPool. A bigger CIDR is cut by offset into fixed spans of SHARD_SPAN:
 //   <pool>                   shard 0 (offsets 0..1023): whereabouts' IPPool name and shape
@@ -14,7 +14,7 @@
 // pool with different range_start/exclude agree on where each address lives.
 import { sizeOf } from './addr.ts';
 import type { IpRange, Segment } from './ranges.ts';
-import type { PoolRecord } from './store/types.ts';
+import type { PoolRecord } from '../store/types.ts';
 
 export const SHARD_BITS = 10n;
 /** 1024 addresses: a full shard is ~170 KB of JSON and parses in well under a millisecond. */

@@ -2,7 +2,7 @@
 // OverlappingRangeIPReservation object names, so a store that speaks whereabouts' CRDs finds the objects
 // a live whereabouts installation wrote. The same names are file names in the file store, which is why
 // network_name is held to a safe alphabet.
-import { Code, CniError, showValue } from '../lib/cni/errors.ts';
+import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import { formatAddr, parseAddr, type Family } from './addr.ts';
 
 /** Letters, digits, "_", "." and "-": a Kubernetes-compatible name part and a safe path component. */

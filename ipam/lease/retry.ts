@@ -2,8 +2,8 @@
 // and tries again. They live here, once, rather than in each store: full-jitter exponential back-off
 // (so losers spread out instead of colliding again in step), bounded by a deadline that ends in the
 // CNI's "try again later" (code 11) instead of a hang.
-import { Code, CniError } from '../lib/cni/errors.ts';
-import { StoreUnavailable } from './store/types.ts';
+import { Code, CniError } from '../../lib/cni/errors.ts';
+import { StoreUnavailable } from '../store/types.ts';
 
 /** Returned by an attempt that lost a compare-and-swap and should be retried. */
 export const CONFLICT = Symbol('conflict');

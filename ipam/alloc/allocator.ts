@@ -1,12 +1,12 @@
 // The allocation rules, as pure functions over one pool record: no I/O, no clock, no randomness. Each
 // returns a Change that applyChange turns into the next record, so the caller decides when and how it is
-// written (compare-and-swap in ipam/lease.ts).
+// written (compare-and-swap in ipam/lease/single.ts).
 //
 // Cost: one pass over the pool's allocations, never over the range: finding the pod's lease scans the
 // leases, and the lowest free offset is found within k+1 probes for k leases (see lowestFree), whatever
 // the size of the range (a whole IPv6 /64 included) and however the exclusions cut it.
 import type { IpRange } from './ranges.ts';
-import type { Allocation, PoolRecord } from './store/types.ts';
+import type { Allocation, PoolRecord } from '../store/types.ts';
 
 /** Who asks: the container and interface, the pod (or the container ID again), and the CNI network. */
 export interface Claimant {

@@ -25,9 +25,9 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { Code, CniError } from '../../lib/cni/errors.ts';
-import { SAFE_NAME } from '../names.ts';
-import { StoreUnavailable, type LegacyIpamStore, type PoolRecord, type Reservation, type Versioned } from './types.ts';
+import { Code, CniError } from '../../../lib/cni/errors.ts';
+import { SAFE_NAME } from '../../alloc/names.ts';
+import { StoreUnavailable, type LegacyIpamStore, type PoolRecord, type Reservation, type Versioned } from '../types.ts';
 
 export const DEFAULT_FILE_STORE_DIR = '/var/lib/cni/underlay/ipam';
 // Short: a holder needs milliseconds; a longer wait is retried by the IPAM within its deadline.

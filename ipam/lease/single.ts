@@ -10,13 +10,13 @@
 //        pod's new sandbox that ran in between has made the reservation its own (claim renews the holder
 //        by compare-and-swap), and keeps it. A DEL killed between the two leaves a reservation without a
 //        lease: it only blocks the address until GC removes it.
-import { Code, CniError } from '../lib/cni/errors.ts';
-import { log } from '../lib/log.ts';
-import { applyChange, emptyPool, isEmptyChange, newAllocation, planAssign, planRelease, sameInstance, type Claimant } from './allocator.ts';
-import { reservationName } from './names.ts';
-import { addressAt, spanOf, type IpRange } from './ranges.ts';
+import { Code, CniError } from '../../lib/cni/errors.ts';
+import { log } from '../../lib/log.ts';
+import { applyChange, emptyPool, isEmptyChange, newAllocation, planAssign, planRelease, sameInstance, type Claimant } from '../alloc/allocator.ts';
+import { reservationName } from '../alloc/names.ts';
+import { addressAt, spanOf, type IpRange } from '../alloc/ranges.ts';
 import { CONFLICT, withRetries } from './retry.ts';
-import type { Allocation, LegacyIpamStore, PoolRecord, Reservation } from './store/types.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord, Reservation } from '../store/types.ts';
 
 /** Plugin-specific CNI error code (the spec leaves 100+ to plugins): no free address in a range. */
 export const POOL_EXHAUSTED = 100;
@@ -188,7 +188,7 @@ export async function rollback(store: LegacyIpamStore, target: PoolTarget, lease
 export async function release(store: LegacyIpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Array<[bigint, Allocation]>> {
   const released = await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const snapshot = await store.readPool(target.name);
-    // Another scope's pool under the same name (see collectRecord in reconcile.ts) holds nothing of ours.
+    // Another scope's pool under the same name (see collectRecord in gc/collect.ts) holds nothing of ours.
     if (!snapshot || snapshot.value.range !== target.range.cidr) return [];
     const change = planRelease(snapshot.value, who);
     if (change.remove.length === 0) return [];

@@ -3,22 +3,22 @@
 // reservation and its pool write, a DEL killed between its pool write and its reservation delete).
 // Such an orphan only blocks an address, it never causes a duplicate, so repair can be cautious: it
 // spares young orphans, which may belong to an ADD still in flight.
-import { log } from '../lib/log.ts';
-import { applyChange, planCollect } from './allocator.ts';
-import { dropReservations, type PoolTarget } from './lease.ts';
-import { ensureIndex } from './migrate.ts';
-import { collectShard, forgetReleased, shardsOf } from './sharded.ts';
-import { indexName, isClaimOf, isSharded, roleOf, shardName, shardOf } from './shards.ts';
-import { SAFE_NAME, poolName, reservationAddress } from './names.ts';
-import { offsetOf } from './ranges.ts';
-import { parseCidr } from './addr.ts';
-import { CONFLICT, withRetries } from './retry.ts';
-import { FileStore } from './store/file.ts';
-import type { Allocation, LegacyIpamStore, PoolRecord } from './store/types.ts';
+import { log } from '../../lib/log.ts';
+import { applyChange, planCollect } from '../alloc/allocator.ts';
+import { dropReservations, type PoolTarget } from '../lease/single.ts';
+import { ensureIndex } from '../lease/migrate.ts';
+import { collectShard, forgetReleased, shardsOf } from '../lease/sharded.ts';
+import { indexName, isClaimOf, isSharded, roleOf, shardName, shardOf } from '../alloc/shards.ts';
+import { SAFE_NAME, poolName, reservationAddress } from '../alloc/names.ts';
+import { offsetOf } from '../alloc/ranges.ts';
+import { parseCidr } from '../alloc/addr.ts';
+import { CONFLICT, withRetries } from '../lease/retry.ts';
+import { FileStore } from '../store/file/store.ts';
+import type { Allocation, LegacyIpamStore, PoolRecord } from '../store/types.ts';
 
 /**
  * Orphaned reservations younger than this are left alone: far longer than an ADD may take (its
- * deadline, ipam/retry.ts). UNDERLAY_IPAM_ORPHAN_GRACE_MS overrides it, for tests that know no ADD runs.
+ * deadline, ipam/lease/retry.ts). UNDERLAY_IPAM_ORPHAN_GRACE_MS overrides it, for tests that know no ADD runs.
  */
 export function orphanGraceMs(env: NodeJS.ProcessEnv = process.env): number {
   const override = Number(env.UNDERLAY_IPAM_ORPHAN_GRACE_MS);
@@ -49,7 +49,7 @@ export async function collectGarbage(
     if (sharded && (await store.readPool(target.name)) !== undefined) await ensureIndex(store, target, deadline);
     const shards = sharded ? await shardsOf(store, target.name) : [0n];
     for (const shard of shards) {
-      // A shard's leases leave through collectShard, which changes the index version (see sharded.ts).
+      // A shard's leases leave through collectShard, which changes the index version (see lease/sharded.ts).
       const gone = sharded ? await collectShard(store, target, shard, network, valid, deadline) : await collectRecord(store, target, network, valid, deadline);
       const name = shardName(target.name, shard);
       for (const [, allocation] of gone) log.info(`GC: released a lease of ${allocation.podref} (${allocation.id} ${allocation.ifname ?? ''}) in pool ${name}`);
