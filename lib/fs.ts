@@ -128,22 +128,42 @@ export function readFileIfExists(path: string, maxBytes = MAX_READ_BYTES): strin
 }
 
 /**
- * Makes sure `dir` exists as a private directory: created 0700 if missing; refused (code 5) if it is a
- * symlink, not a directory, not owned by us (root), or writable by group or others — a directory
- * someone else can write lets them plant files or links where root will write.
+ * Why `dir` is no place for root to keep files, or '' when it is fine: a symlink, not a directory, not
+ * owned by us (root), or writable by group or others (they could plant files or links where root writes).
+ * Undefined when `dir` does not exist.
  */
+export function privateDirProblem(dir: string): string | undefined {
+  let stat;
+  try {
+    stat = lstatSync(dir);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw ioError('inspect', dir, err);
+  }
+  return stat.isSymbolicLink() ? 'is a symbolic link'
+    : !stat.isDirectory() ? 'is not a directory'
+    : stat.uid !== process.geteuid?.() ? `is owned by uid ${stat.uid}, not by us`
+    : (stat.mode & 0o022) !== 0 ? `is writable by ${stat.mode & 0o002 ? 'others' : 'its group'} (mode ${(stat.mode & 0o777).toString(8)})`
+    : '';
+}
+
+const refuseDir = (dir: string, why: string): CniError => new CniError(Code.IoFailure, `refusing to keep files in ${showValue(dir)}: it ${why}`);
+
+/** Throws (code 5) if `dir` exists and is not a private directory; false when it does not exist. */
+export function checkPrivateDir(dir: string): boolean {
+  const why = privateDirProblem(dir);
+  if (why) throw refuseDir(dir, why);
+  return why !== undefined;
+}
+
+/** Makes sure `dir` exists as a private directory: created 0700 if missing, refused as checkPrivateDir does. */
 export function ensurePrivateDir(dir: string): void {
+  if (checkPrivateDir(dir)) return;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw ioError('create directory', dir, err);
   }
-  const stat = lstatSync(dir);
-  const why =
-    stat.isSymbolicLink() ? 'is a symbolic link'
-    : !stat.isDirectory() ? 'is not a directory'
-    : stat.uid !== process.geteuid?.() ? `is owned by uid ${stat.uid}, not by us`
-    : (stat.mode & 0o022) !== 0 ? `is writable by ${stat.mode & 0o002 ? 'others' : 'its group'} (mode ${(stat.mode & 0o777).toString(8)})`
-    : '';
-  if (why) throw new CniError(Code.IoFailure, `refusing to keep files in ${showValue(dir)}: it ${why}`);
+  const why = privateDirProblem(dir);
+  if (why) throw refuseDir(dir, why);
 }

@@ -39,8 +39,10 @@ export function tryLockFile(path: string): FileLock | undefined {
     db.exec('BEGIN IMMEDIATE');
   } catch (err) {
     db.close();
-    if (/locked|busy/i.test(err instanceof Error ? err.message : String(err))) return undefined;
-    throw ioError('lock', path, err);
+    const message = err instanceof Error ? err.message : String(err);
+    if (/locked|busy/i.test(message)) return undefined;
+    // SQLite's own words ("database or disk is full") say more than its error code.
+    throw new CniError(Code.IoFailure, `cannot lock ${path}: ${message}`);
   }
   let held = true;
   return {

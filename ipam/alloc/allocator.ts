@@ -49,6 +49,10 @@ export const ifnameMatches = (allocation: Allocation, ifname: string): boolean =
 
 export const emptyPool = (range: IpRange): PoolRecord => ({ range: range.cidr, allocations: {} });
 
+/** The record an ADD writes: with its config's allocatable count (for `underlay ipam ls`). */
+export const withAllocatable = (pool: PoolRecord, range: IpRange): PoolRecord =>
+  pool.allocatable === range.size.toString() ? pool : { ...pool, allocatable: range.size.toString() };
+
 /** The record after `change`; the input record is left as it was. */
 export function applyChange(pool: PoolRecord, change: Change): PoolRecord {
   const allocations = { ...pool.allocations };
@@ -166,16 +170,24 @@ export function planRelease(pool: PoolRecord, who: Pick<Claimant, 'id' | 'ifname
   return { set: [], remove: keysWhere(pool, (a) => a.id === who.id && ifnameMatches(a, who.ifname)) };
 }
 
+/** The leases `doomed` picks: GC and the reconciler choose by predicate, the release is the same. */
+export function planRemove(pool: PoolRecord, doomed: (allocation: Allocation) => boolean): Change {
+  return { set: [], remove: keysWhere(pool, doomed) };
+}
+
 /**
- * GC. Releases every lease of `network` whose (container ID, ifname) is not among the valid attachments.
+ * GC. Dooms every lease of `network` whose (container ID, ifname) is not among the valid attachments.
  * Leases of other networks sharing the pool (same range, no network_name) and leases that name no
  * network (written by whereabouts) are not this GC's to judge, and are kept.
  */
-export function planCollect(pool: PoolRecord, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>): Change {
+export function notValidIn(network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>): (allocation: Allocation) => boolean {
   const keep = new Set(valid.map((a) => `${a.containerID}\u0000${a.ifname}`));
-  const remove = keysWhere(pool, (a) => a.network === network && !keep.has(`${a.id}\u0000${a.ifname ?? ''}`));
-  return { set: [], remove };
+  return (a) => a.network === network && !keep.has(`${a.id}\u0000${a.ifname ?? ''}`);
 }
+
+/** planRemove of what notValidIn dooms. */
+export const planCollect = (pool: PoolRecord, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>): Change =>
+  planRemove(pool, notValidIn(network, valid));
 
 /** Leased and still-free counts of the allocatable span (leases outside it are not counted). */
 export function usage(pool: PoolRecord, range: IpRange): { used: bigint; free: bigint } {

@@ -11,56 +11,40 @@
 // always in shard 0, its own shard, or both (the same lease), so it is never lost or handed out. Two
 // migrators racing with a DEL can at worst copy back a lease that was just released (a leak GC clears).
 // The claims make this one-time step cost one small write per legacy lease.
-import { Code, CniError } from '../../lib/cni/errors.ts';
-import { applyChange, emptyPool } from '../alloc/allocator.ts';
-import type { PoolTarget } from './single.ts';
-import { CONFLICT, withRetries } from './retry.ts';
+import { applyChange } from '../alloc/allocator.ts';
 import { byShard, claimName, emptyIndex, indexName, shardName } from '../alloc/shards.ts';
-import type { Allocation, LegacyIpamStore, PoolRecord, Reservation, Versioned } from '../store/types.ts';
+import type { Allocation, IpamStore, PoolRecord, Reservation, Versioned } from '../store/types.ts';
+import { commitOne, createWrite, poolWrite, readForWrite } from './records.ts';
+import { CONFLICT, withRetries } from './retry.ts';
+import type { PoolTarget } from './target.ts';
 
-export interface ShardSnapshot {
-  pool: PoolRecord;
-  /** undefined: the shard was never written (create-if-absent on the next write). */
-  version: string | undefined;
-}
-
-/** One shard as the allocator sees it; a missing shard is an empty one. */
-export async function readShard(store: LegacyIpamStore, target: PoolTarget, shard: bigint): Promise<ShardSnapshot> {
-  const name = shardName(target.name, shard);
-  const snapshot = await store.readPool(name);
-  if (!snapshot) return { pool: emptyPool(target.range), version: undefined };
-  if (snapshot.value.range !== target.range.cidr) {
-    throw new CniError(Code.IoFailure, `pool ${name} in the ${store.description} holds range ${snapshot.value.range}, not ${target.range.cidr}`);
-  }
-  return { pool: snapshot.value, version: snapshot.version };
-}
-
-/** The pool's index, after migrating a legacy record if there is no index yet. */
-export async function ensureIndex(store: LegacyIpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord>> {
+/** The pool's index, after migrating a legacy record if there is no index yet. Writes: ADD, DEL, GC only. */
+export async function ensureIndex(store: IpamStore, target: PoolTarget, deadline: number): Promise<Versioned<PoolRecord>> {
   const name = indexName(target.name);
   // Retried as a whole: a store outage (a lock held too long) is "try again", never a final error.
   return withRetries(`ipam: index ${name}`, deadline, async () => {
-    const found = await store.readPool(name);
+    const found = await store.readPool(name, deadline);
     if (found) return found;
     await migrate(store, target, deadline);
-    await store.writePool(name, emptyIndex(target.range), undefined); // false: another migrator made it
-    return (await store.readPool(name)) ?? CONFLICT; // gone just after it was made: look again
+    const version = await commitOne(store, poolWrite(name, emptyIndex(target.range), undefined), deadline);
+    if (version !== false && version !== undefined) return { value: emptyIndex(target.range), version };
+    return (await store.readPool(name, deadline)) ?? CONFLICT; // made by another migrator, or gone again: look again
   });
 }
 
-async function migrate(store: LegacyIpamStore, target: PoolTarget, deadline: number): Promise<void> {
-  const legacy = (await readShard(store, target, 0n)).pool;
+async function migrate(store: IpamStore, target: PoolTarget, deadline: number): Promise<void> {
+  const legacy = (await readForWrite(store, target, target.name, deadline)).pool;
   const groups = byShard(legacy);
   const copied: string[] = [];
   for (const [shard, keys] of groups) {
     if (shard === 0n) continue;
     await withRetries(`ipam: pool ${shardName(target.name, shard)}`, deadline, async () => {
-      const current = await readShard(store, target, shard);
+      const current = await readForWrite(store, target, shardName(target.name, shard), deadline);
       const set: Array<[string, Allocation]> = [];
       for (const key of keys) {
         if (current.pool.allocations[key] === undefined) set.push([key, legacy.allocations[key]!]);
       }
-      if (set.length > 0 && !(await store.writePool(shardName(target.name, shard), applyChange(current.pool, { set, remove: [] }), current.version))) {
+      if (set.length > 0 && (await commitOne(store, poolWrite(shardName(target.name, shard), applyChange(current.pool, { set, remove: [] }), current.version), deadline)) === false) {
         return CONFLICT;
       }
       copied.push(...keys);
@@ -72,13 +56,13 @@ async function migrate(store: LegacyIpamStore, target: PoolTarget, deadline: num
     if (!/^\d+$/.test(key)) continue;
     const claim: Reservation = { containerid: a.id, podref: a.podref, ifname: a.ifname, since, offset: key };
     if (a.poduid !== undefined) claim.poduid = a.poduid;
-    await store.createReservation(claimName(target.name, a.podref, a.ifname ?? ''), claim);
+    await commitOne(store, createWrite(claimName(target.name, a.podref, a.ifname ?? ''), claim), deadline); // false: it exists
   }
   if (copied.length === 0) return;
   await withRetries(`ipam: pool ${target.name}`, deadline, async () => {
-    const current = await readShard(store, target, 0n);
+    const current = await readForWrite(store, target, target.name, deadline);
     const remove = copied.filter((key) => current.pool.allocations[key]?.id === legacy.allocations[key]!.id);
     if (remove.length === 0) return undefined;
-    return (await store.writePool(target.name, applyChange(current.pool, { set: [], remove }), current.version)) ? undefined : CONFLICT;
+    return (await commitOne(store, poolWrite(target.name, applyChange(current.pool, { set: [], remove }), current.version), deadline)) === false ? CONFLICT : undefined;
   });
 }

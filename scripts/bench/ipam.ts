@@ -11,13 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { applyChange, planAssign, planRelease, type Claimant } from '../../ipam/alloc/allocator.ts';
-import { acquire, release, type PoolTarget } from '../../ipam/lease/single.ts';
-import { acquireSharded, releaseSharded } from '../../ipam/lease/sharded.ts';
+import { opsFor } from '../../ipam/lease/pool.ts';
+import type { PoolTarget } from '../../ipam/lease/target.ts';
 import { byShard, claimName, emptyIndex, indexName, isSharded, shardName } from '../../ipam/alloc/shards.ts';
 import { poolName } from '../../ipam/alloc/names.ts';
 import { resolveRange } from '../../ipam/alloc/ranges.ts';
 import { FileStore } from '../../ipam/store/file/store.ts';
-import type { PoolRecord } from '../../ipam/store/types.ts';
+import type { IpamStore, PoolRecord } from '../../ipam/store/types.ts';
 import { median, percentile, table } from './measure.ts';
 
 const cpuMs = (fn: () => unknown): number => {
@@ -64,16 +64,17 @@ interface Row {
  * of the fill are written without fsync, straight in the file store's format: 60,000 durable creates
  * would take minutes of disk time and no measured operation reads them (they count in the store size).
  */
-async function seed(store: FileStore, dir: string, target: PoolTarget, pool: PoolRecord): Promise<void> {
+async function seed(store: IpamStore, dir: string, target: PoolTarget, pool: PoolRecord): Promise<void> {
+  const create = (name: string, value: PoolRecord) => store.commit([{ kind: 'pool', name, expected: undefined, value }], Date.now() + 60_000);
   if (!isSharded(target.range)) {
-    await store.writePool(target.name, pool, undefined);
+    await create(target.name, pool);
     return;
   }
   for (const [shard, keys] of byShard(pool)) {
     const allocations = Object.fromEntries(keys.map((key) => [key, pool.allocations[key]!]));
-    await store.writePool(shardName(target.name, shard), { range: pool.range, allocations }, undefined);
+    await create(shardName(target.name, shard), { range: pool.range, allocations });
   }
-  await store.writePool(indexName(target.name), emptyIndex(target.range), undefined);
+  await create(indexName(target.name), emptyIndex(target.range));
   mkdirSync(join(dir, 'reservations'), { recursive: true, mode: 0o700 });
   for (const [key, a] of Object.entries(pool.allocations)) {
     const claim = { version: randomBytes(8).toString('hex'), containerid: a.id, podref: a.podref, ifname: a.ifname, since: a.since, offset: key };
@@ -106,8 +107,7 @@ async function measure(cidr: string, leases: number, rounds: number): Promise<Ro
     const range = resolveRange({ range: cidr }, 'ipam');
     const target: PoolTarget = { name: poolName('', range.cidr), range, networkName: '', overlapping: true };
     const sharded = isSharded(range);
-    const take = sharded ? acquireSharded : acquire;
-    const give = sharded ? releaseSharded : release;
+    const ops = opsFor(target);
     const store = new FileStore(dir);
     const pool = filledPool(range, leases);
     await seed(store, dir, target, pool);
@@ -119,9 +119,9 @@ async function measure(cidr: string, leases: number, rounds: number): Promise<Ro
       const who = claimant(leases + i);
       row.pureAllocMs.push(cpuMs(() => applyChange(shard, (planAssign(shard, range, who, '') as { change: Parameters<typeof applyChange>[1] }).change)));
       row.pureReleaseMs.push(cpuMs(() => applyChange(shard, planRelease(shard, { id: shard.allocations['1']!.id, ifname: 'net1' }))));
-      row.allocMs.push(await cpuMsAsync(() => take(store, target, who, deadline)));
+      row.allocMs.push(await cpuMsAsync(() => ops.acquire(store, target, who, deadline)));
       if (i === rounds - 1) Object.assign(row, sizes(dir)); // measured with one more lease in: a full shard
-      row.releaseMs.push(await cpuMsAsync(() => give(store, target, who, deadline)));
+      row.releaseMs.push(await cpuMsAsync(() => ops.release(store, target, who, deadline)));
     }
     return row;
   } finally {
