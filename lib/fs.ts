@@ -93,14 +93,22 @@ export function writeFileDurably(path: string, data: string | Buffer, options: D
 /** Larger than any record we write; a bigger file is not ours (or is /dev/zero). */
 export const MAX_READ_BYTES = 32 << 20;
 
+export interface ReadOptions {
+  maxBytes?: number;
+  /** Follow a symlink to a regular file (a config a mount or a tool may link). Default: refuse it. */
+  followLinks?: boolean;
+}
+
 /**
- * The content of the regular file `path`, or undefined when there is none. A symlink, a FIFO (opened
- * without blocking), a device or a file larger than `maxBytes` is refused with a code 5 error.
+ * The content of the regular file `path`, or undefined when there is none. A symlink (unless
+ * followLinks), a FIFO (opened without blocking), a device or a file larger than maxBytes is refused
+ * with a code 5 error.
  */
-export function readFileIfExists(path: string, maxBytes = MAX_READ_BYTES): string | undefined {
+export function readFileIfExists(path: string, options: ReadOptions | number = {}): string | undefined {
+  const { maxBytes = MAX_READ_BYTES, followLinks = false } = typeof options === 'number' ? { maxBytes: options } : options;
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | (followLinks ? 0 : constants.O_NOFOLLOW));
   } catch (err) {
     const code = errnoOf(err);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;

@@ -122,6 +122,8 @@ export function resolveRange(input: RangeInput, field: string, gateway?: Addr): 
   }
 
   const blocked: Interval[] = [];
+  // Each exclusion that excludes nothing is worth a warning, but not thousands of lines on every verb.
+  const outside: string[] = [];
   (input.exclude ?? []).forEach((text, i) => {
     const excludeField = `${field}.exclude[${i}]`;
     const asCidr = text.includes('/') ? parseCidr(text) : undefined;
@@ -132,11 +134,15 @@ export function resolveRange(input: RangeInput, field: string, gateway?: Addr): 
     const start = (asCidr ? asCidr.network : asAddr!.value) - network;
     const end = asCidr ? start + sizeOf(family, asCidr.prefix) - 1n : start;
     if (end < first || start > last) {
-      log.warn(`${excludeField} = ${showValue(text)} excludes nothing: it lies outside ${formatAddr(family, network + first)}-${formatAddr(family, network + last)}`);
+      outside.push(`${excludeField} = ${showValue(text)}`);
       return;
     }
     blocked.push({ start: start < first ? first : start, end: end > last ? last : end });
   });
+  if (outside.length > 0) {
+    const more = outside.length > 3 ? ` and ${outside.length - 3} more` : '';
+    log.warn(`${outside.slice(0, 3).join(', ')}${more} exclude nothing: outside ${formatAddr(family, network + first)}-${formatAddr(family, network + last)}`);
+  }
   if (gateway && gateway.family === family) {
     const offset = gateway.value - network;
     if (offset >= first && offset <= last) blocked.push({ start: offset, end: offset });
