@@ -4,7 +4,7 @@
 // written 0600 in a 0700 directory and never appears in a log line or an error message.
 import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { writeDurably } from './durable.ts';
+import { removeStaleTemps, writeDurably } from './durable.ts';
 
 export interface ServiceAccount {
   token: string;
@@ -104,6 +104,8 @@ export function writeKubeconfig(file: string, content: string): boolean {
   mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  // A write killed midway leaves a temporary copy, token inside; one lives milliseconds otherwise.
+  removeStaleTemps(dir, 60_000);
   if ((statSync(file, { throwIfNoEntry: false })?.mode ?? 0) & 0o077) chmodSync(file, 0o600);
   if (readOrEmpty(file) === content) return false;
   writeDurably(file, dir, content, 0o600);
