@@ -20,11 +20,16 @@ stdin. Run as "underlay", it helps you look at what the plugins did:
   underlay ipam ls [--json] [--dir DIR]      list address pools with used and free counts
   underlay ipam show POOL [--json] [--dir DIR]
                                              list the leases of one pool: address, pod, container
+  underlay install [--once] [--force] [--cni-bin-dir DIR] [--kubeconfig FILE] ...
+                                             install the executable and plugin links on this
+                                             node and keep the IPAM's kubeconfig current (what
+                                             the DaemonSet runs; see "underlay install --help")
   underlay version                           print the Underlay and CNI spec versions
   underlay --help                            this text
 
 Leases of the file store live in /var/lib/cni/underlay/ipam unless the IPAM config sets
-file_store_dir. To install the plugins, run scripts/install.sh from the source tree.
+file_store_dir. To install the plugins on a machine outside Kubernetes, run
+"underlay install --once --skip-kubeconfig --cni-bin-dir /opt/cni/bin".
 `;
 
 export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
@@ -42,6 +47,8 @@ export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
       return 0;
     case 'ipam':
       return runIpamCli([...rest]);
+    case 'install':
+      return (await import('./install/main.ts')).runInstall(rest);
     default:
       process.stderr.write(`underlay: unknown command "${command}". Run "underlay --help" to see what it can do.\n`);
       return 2;
