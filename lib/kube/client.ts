@@ -6,7 +6,7 @@
 //
 // client-go is not used: @kubernetes/client-node costs 300-380 ms to import, paid by every CNI call.
 import { HttpClient, HttpTlsError, HttpUnreachable, type HttpMethod } from '../http.ts';
-import { describeStatus, KubeError, outcomeOf, StatusSchema, type Status } from './errors.ts';
+import { describeStatus, KubeError, outcomeOf, parseStatus } from './errors.ts';
 import type { KubeConnection } from './kubeconfig.ts';
 
 export interface ResourceType {
@@ -124,7 +124,7 @@ export class KubeClient {
       if (parsed === undefined) throw new KubeError('failed', `${this.description}: ${what}: answered ${res.status} with a body that is not JSON`, res.status);
       return parsed;
     }
-    const status: Status | undefined = StatusSchema.safeParse(parsed).data;
+    const status = parseStatus(parsed);
     const outcome = outcomeOf(res.status, status);
     const reason = status?.reason ? ` ${status.reason}` : '';
     const message = this.redact(`${this.description}: ${what}: ${describeStatus(status, res.body)} (HTTP ${res.status}${reason})`);

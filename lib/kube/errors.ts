@@ -24,7 +24,7 @@ export type KubeOutcome =
   | 'tls'
   | 'failed';
 
-export const StatusSchema = z.looseObject({
+const statusSchema = () => z.looseObject({
   kind: z.literal('Status'),
   status: z.optional(z.string()),
   message: z.optional(z.string()),
@@ -38,7 +38,11 @@ export const StatusSchema = z.looseObject({
     causes: z.optional(z.array(z.looseObject({ reason: z.optional(z.string()), message: z.optional(z.string()), field: z.optional(z.string()) }))),
   })),
 });
-export type Status = z.infer<typeof StatusSchema>;
+export type Status = z.infer<ReturnType<typeof statusSchema>>;
+let schema: ReturnType<typeof statusSchema> | undefined;
+
+/** The Status in an error answer, if it is one. The schema is built on the first error, not at load. */
+export const parseStatus = (body: unknown): Status | undefined => (schema ??= statusSchema()).safeParse(body).data;
 
 export class KubeError extends CniError {
   readonly outcome: KubeOutcome;

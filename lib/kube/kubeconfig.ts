@@ -30,7 +30,8 @@ export interface KubeConnection {
 
 const text = () => z.optional(z.nullable(z.string()));
 
-const KubeconfigSchema = z.looseObject({
+// Built on first use: constructing it costs every process that loads this module, not only those that read a kubeconfig.
+const kubeconfigSchema = () => z.looseObject({
   'current-context': text(),
   clusters: z.optional(z.nullable(z.array(z.looseObject({
     name: z.string(),
@@ -63,7 +64,8 @@ const KubeconfigSchema = z.looseObject({
     context: z.looseObject({ cluster: z.string(), user: text(), namespace: text() }),
   })))),
 });
-type Kubeconfig = z.infer<typeof KubeconfigSchema>;
+let schema: ReturnType<typeof kubeconfigSchema> | undefined;
+type Kubeconfig = z.infer<ReturnType<typeof kubeconfigSchema>>;
 
 export const DEFAULT_NAMESPACE = 'kube-system';
 const TOKEN_REREAD_MS = 60_000;
@@ -140,7 +142,7 @@ export interface KubeconfigOptions {
 /** Reads a kubeconfig file and resolves its current context into a connection. */
 export async function loadKubeconfig(file: string, options: KubeconfigOptions = {}): Promise<KubeConnection> {
   const raw = await parseYaml(readFile(file, 'kubeconfig', 'Kubernetes store'), file);
-  const parsed = KubeconfigSchema.safeParse(raw);
+  const parsed = (schema ??= kubeconfigSchema()).safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new CniError(Code.InvalidConfig, `kubeconfig ${file}: ${fieldPath('', issue.path)}: ${issue.message}`);
