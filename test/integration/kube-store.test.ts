@@ -49,6 +49,17 @@ describe('KubernetesStore under Underlay\'s CRDs', () => {
     await b.close();
   });
 
+  it('a write that lands between a read and the commit makes the commit a conflict', async () => {
+    const store = storeOn(server);
+    const [v1] = (await store.commit([{ kind: 'reservation', name: '10.0.0.66', expected: undefined, value: { podref: 'default/a' } }], soon()))!;
+    const orips = server.resource('overlappingrangeipreservations.whereabouts.cni.cncf.io');
+    const rival = { apiVersion: 'whereabouts.cni.cncf.io/v1alpha1', kind: 'OverlappingRangeIPReservation', metadata: { name: '10.0.0.66', resourceVersion: v1 }, spec: { podref: 'default/rival' } };
+    server.inject({ method: 'PUT', before: () => void server.store.replace(orips, 'kube-system', '10.0.0.66', rival) });
+    expect(await store.commit([{ kind: 'reservation', name: '10.0.0.66', expected: v1!, value: { podref: 'default/b' } }], soon())).toBeUndefined();
+    expect((await store.readReservation('10.0.0.66', soon()))!.value.podref).toBe('default/rival');
+    await store.close();
+  });
+
   it('delete needs the record present at the expected version', async () => {
     const store = storeOn(server);
     const name = reservationName('', 4, addr('10.0.0.5'));

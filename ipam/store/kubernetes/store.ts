@@ -145,6 +145,7 @@ export class KubernetesStore implements IpamStore {
       for (const object of items) {
         const { name } = object.metadata;
         if (!name.startsWith(prefix) || route(name) !== kind) continue;
+        this.remember(kind, object);
         out.push({ name, value: decode(kind, object), version: this.versionOf(kind, object) });
       }
     }
