@@ -187,10 +187,15 @@ export class KubeApiServer {
     }, null, 2);
   }
 
+  /** Stops listening, cuts every connection (held requests included) and removes the PKI, whatever happens. */
   async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.pki.cleanup();
+    try {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeAllConnections();
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    } finally {
+      this.pki.cleanup();
+    }
   }
 
   private takeFault(method: string, path: string): Fault | undefined {
