@@ -108,6 +108,7 @@ function resolve(inv: Pick<Invocation, 'raw' | 'conf' | 'env' | 'cniVersion'>, r
   if (gateway) config.gateway = gateway;
   if (conf.dns) config.dns = conf.dns;
   if (conf.kubernetes?.kubeconfig) config.kubeconfig = conf.kubernetes.kubeconfig;
+  if (conf.kubernetes?.k8s_api_root) config.k8sApiRoot = conf.kubernetes.k8s_api_root;
   if (flat) config.flatFile = flat.path;
   return config;
 }

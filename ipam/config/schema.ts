@@ -84,6 +84,8 @@ export interface IpamConfig {
   datastoreReason: string;
   fileStoreDir: string;
   kubeconfig?: string;
+  /** whereabouts' kubernetes.k8s_api_root: the API server, when not the kubeconfig's. */
+  k8sApiRoot?: string;
   etcd: EtcdSettings;
   /** The flat file merged in, if one was found. */
   flatFile?: string;

@@ -8,9 +8,13 @@ import type { IpamConfig } from '../config/load.ts';
 import { FileStore } from './file/store.ts';
 import type { IpamStore } from './types.ts';
 
-export type StoreChoice = Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir' | 'etcd' | 'kubeconfig'>;
+export type StoreChoice = Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir' | 'etcd' | 'kubeconfig' | 'k8sApiRoot'>;
 
 export async function openStore(config: StoreChoice): Promise<IpamStore> {
+  if (config.datastore === 'kubernetes') {
+    const { openKubernetesStore } = await import('./kubernetes/store.ts');
+    return openKubernetesStore({ kubeconfig: config.kubeconfig, apiRoot: config.k8sApiRoot });
+  }
   if (config.datastore !== 'file') {
     throw new CniError(
       Code.UnsupportedField,

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { loadAll } from 'js-yaml';
 import { BIN, requireBuild, ROOT } from '../helpers/exec.ts';
 
 const TAG = `localhost/underlay:e2e-${process.pid}`;
@@ -37,8 +37,7 @@ interface DaemonSetDoc {
 }
 
 function shippedDaemonSet(): DaemonSetDoc {
-  const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/daemonset.yaml'), 'utf8'));
-  return docs[0]!.toJS() as DaemonSetDoc;
+  return (loadAll(readFileSync(join(ROOT, 'deploy/daemonset.yaml'), 'utf8')) as DaemonSetDoc[])[0]!;
 }
 
 beforeAll(async () => {

@@ -5,13 +5,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { loadAll } from 'js-yaml';
 import { decodeConfig, parseWith } from '../../lib/cni/config.ts';
 import type { CmdArgs } from '../../lib/cni/env.ts';
 import { SUPPORTED_VERSIONS, type SpecVersion } from '../../lib/cni/version.ts';
 import { DEFAULT_KUBECONFIG } from '../../lib/install/options.ts';
 import { IPAM_TYPES, PLUGIN_NAMES } from '../../lib/names.ts';
-import { loadIpamConfig } from '../../ipam/config.ts';
+import { loadIpamConfig } from '../../ipam/config/load.ts';
 import { MacvlanConfSchema } from '../../plugins/macvlan/config.ts';
 import { labWithMaster } from '../helpers/fixture.ts';
 import { chainAdd, chainCheck, chainDel, type ConfList } from '../helpers/chain.ts';
@@ -30,10 +30,7 @@ interface Nad {
 }
 
 function nadsIn(file: string): Nad[] {
-  return parseAllDocuments(readFileSync(file, 'utf8')).map((doc) => {
-    expect(doc.errors, file).toEqual([]);
-    return doc.toJS() as Nad;
-  });
+  return loadAll(readFileSync(file, 'utf8'), null, { filename: file }) as Nad[];
 }
 
 const nadFiles = readdirSync(EXAMPLES).filter((name) => name.endsWith('.yaml'));

@@ -1,8 +1,7 @@
 // deploy/ as an operator applies it (kubectl apply -k deploy/): every manifest is a Kubernetes object
 // that validates against the Kubernetes OpenAPI schemas (offline, kubernetes-models), the
 // kustomization lists them all, the RBAC grants what the plugins and the reconciler need and no more,
-// and the DaemonSet and CronJob do what their comments say. Until deploy/crds/ lands, the CRDs are
-// the stand-ins under test/fixtures/deploy-crds/.
+// and the DaemonSet and CronJob do what their comments say.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,12 +16,11 @@ import { Role, type IRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1
 import { RoleBinding, type IRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { parse, parseAllDocuments } from 'yaml';
+import { load, loadAll } from 'js-yaml';
 import { DEFAULT_CNI_BIN_DIR, DEFAULT_KUBECONFIG } from '../../lib/install/options.ts';
 import { ROOT } from '../helpers/exec.ts';
 
 const DEPLOY = join(ROOT, 'deploy');
-const FIXTURE_CRDS = join(ROOT, 'test/fixtures/deploy-crds');
 const NAMESPACE = 'underlay-system';
 const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
 
@@ -49,22 +47,13 @@ const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding'
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 function objectsIn(file: string): K8sObject[] {
-  const docs = parseAllDocuments(readFileSync(file, 'utf8'));
-  return docs.flatMap((doc) => {
-    expect(doc.errors, `${file}: ${doc.errors.map((e) => e.message).join('; ')}`).toEqual([]);
-    const value = doc.toJS() as K8sObject | null;
-    return value === null ? [] : [value];
-  });
+  // js-yaml throws, naming the file's line, on a document it cannot parse.
+  return (loadAll(readFileSync(file, 'utf8'), null, { filename: file }) as Array<K8sObject | null>).flatMap((value) => (value === null ? [] : [value]));
 }
 
-const kustomization = parse(readFileSync(join(DEPLOY, 'kustomization.yaml'), 'utf8')) as { resources: string[]; images?: Array<{ name: string; newName?: string; newTag?: string }> };
+const kustomization = load(readFileSync(join(DEPLOY, 'kustomization.yaml'), 'utf8')) as { resources: string[]; images?: Array<{ name: string; newName?: string; newTag?: string }> };
 
-/** A kustomization entry's file, or the CRD stand-in while deploy/crds/ has not landed. */
-function resourceFile(entry: string): string {
-  const file = join(DEPLOY, entry);
-  if (!existsSync(file) && entry.startsWith('crds/')) return join(FIXTURE_CRDS, entry.slice('crds/'.length));
-  return file;
-}
+const resourceFile = (entry: string): string => join(DEPLOY, entry);
 
 const objects = kustomization.resources.flatMap((entry) => objectsIn(resourceFile(entry)));
 const find = <T>(kind: string, name: string): T => {
@@ -76,8 +65,9 @@ const find = <T>(kind: string, name: string): T => {
 describe('deploy/kustomization.yaml', () => {
   it('lists every manifest of deploy/, CRDs included, and each one exists', () => {
     const manifests = readdirSync(DEPLOY).filter((name) => name.endsWith('.yaml') && name !== 'kustomization.yaml');
-    const crds = existsSync(join(DEPLOY, 'crds')) ? readdirSync(join(DEPLOY, 'crds')).filter((name) => name.endsWith('.yaml')).map((name) => `crds/${name}`) : [];
-    expect([...kustomization.resources].sort()).toEqual(expect.arrayContaining([...manifests, ...crds, 'crds/ippools.yaml', 'crds/overlappingrangeipreservations.yaml'].sort()));
+    const crds = readdirSync(join(DEPLOY, 'crds')).filter((name) => name.endsWith('.yaml')).map((name) => `crds/${name}`);
+    expect(crds).toHaveLength(4);
+    expect([...kustomization.resources].sort()).toEqual([...manifests, ...crds].sort());
     for (const entry of kustomization.resources) expect(existsSync(resourceFile(entry)), entry).toBe(true);
   });
 
@@ -130,7 +120,7 @@ function grantsOf(serviceAccount: string): string[] {
 }
 
 const expand = (groupResources: string[], verbs: string[]): string[] => groupResources.flatMap((gr) => verbs.map((verb) => `${gr}:${verb}`)).sort();
-const POOLS = ['whereabouts.cni.cncf.io/ippools', 'whereabouts.cni.cncf.io/overlappingrangeipreservations'];
+const POOLS = ['whereabouts.cni.cncf.io/ippools', 'whereabouts.cni.cncf.io/overlappingrangeipreservations', 'ipam.underlay.io/ipleaseclaims', 'ipam.underlay.io/ippoolindexes'];
 
 describe('RBAC', () => {
   it('gives the nodes the pools and reservations, and nothing else: no pods, no leases', () => {
@@ -142,13 +132,11 @@ describe('RBAC', () => {
   });
 
   it('has no wildcard, no lease and no secret anywhere', () => {
-    const text = kustomization.resources.filter((e) => e.startsWith('rbac')).map((e) => readFileSync(join(DEPLOY, e), 'utf8')).join('\n');
     const rules = objects.flatMap((o) => (o.kind === 'Role' || o.kind === 'ClusterRole' ? ((o as IRole).rules ?? []) : []));
     expect(rules.flatMap((r) => [...(r.apiGroups ?? []), ...(r.resources ?? []), ...r.verbs])).not.toContain('*');
     expect(rules.flatMap((r) => r.apiGroups ?? [])).not.toContain('coordination.k8s.io');
     expect(rules.flatMap((r) => r.resources ?? [])).not.toEqual(expect.arrayContaining(['leases']));
     expect(rules.flatMap((r) => r.resources ?? [])).not.toEqual(expect.arrayContaining(['secrets']));
-    expect(text).toContain('UNDERLAY-CRD'); // the marked place for Underlay's own CRD, should one land
   });
 });
 
@@ -205,19 +193,17 @@ describe('the reconciler CronJob', () => {
 const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;
 
 describe.skipIf(!kubectl)('kubectl kustomize (where kubectl is installed)', () => {
-  /** A copy of deploy/ with the CRD stand-ins put in while deploy/crds/ has not landed, and a scratch dir. */
+  /** A copy of deploy/ in a scratch dir (a kustomization of one's own sits next to it). */
   function withDeployCopy<T>(run: (root: string) => T): T {
     const root = mkdtempSync(join(tmpdir(), 'underlay-kustomize-'));
     try {
       cpSync(DEPLOY, join(root, 'deploy'), { recursive: true });
-      mkdirSync(join(root, 'deploy/crds'), { recursive: true });
-      for (const name of readdirSync(FIXTURE_CRDS)) if (!existsSync(join(root, 'deploy/crds', name))) cpSync(join(FIXTURE_CRDS, name), join(root, 'deploy/crds', name));
       return run(root);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
   }
-  const build = (dir: string): K8sObject[] => parseAllDocuments(execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' })).map((d) => d.toJS() as K8sObject);
+  const build = (dir: string): K8sObject[] => (loadAll(execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' })) as K8sObject[]);
 
   it('builds deploy/ into the same objects, each valid', () => {
     const built = withDeployCopy((root) => build(join(root, 'deploy')));

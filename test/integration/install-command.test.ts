@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { load } from 'js-yaml';
 import { BIN, requireBuild } from '../helpers/exec.ts';
 
 requireBuild();
@@ -48,7 +48,7 @@ interface Kubeconfig {
   contexts: Array<{ name: string; context: { namespace: string } }>;
   'current-context': string;
 }
-const readKubeconfig = (): Kubeconfig => parse(readFileSync(kubeconfig, 'utf8')) as Kubeconfig;
+const readKubeconfig = (): Kubeconfig => load(readFileSync(kubeconfig, 'utf8')) as Kubeconfig;
 const tokenOf = (): string | undefined => (existsSync(kubeconfig) ? readKubeconfig().users[0]?.user.token : undefined);
 
 /** Polls until `check` holds, at most `ms`: the watcher's latency is bounded, not guessed. */

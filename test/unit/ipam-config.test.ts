@@ -48,10 +48,13 @@ describe('datastore', () => {
     expect(config.fileStoreDir).toBe('/tmp/x');
   });
 
+  it('opens the Kubernetes store from kubernetes.kubeconfig, naming a kubeconfig it cannot read', async () => {
+    const err = await rejection(openStore(load({ range: '10.0.0.0/24', kubernetes: KUBE })));
+    expect(err.message).toContain(KUBE.kubeconfig);
+  });
+
   it.each([
     [{ datastore: 'etcd', etcd_host: 'https://10.0.0.5:2379' }, 'ipam.datastore "etcd"'],
-    [{ datastore: 'kubernetes' }, 'ipam.datastore "kubernetes"'],
-    [{ kubernetes: KUBE }, 'implied by ipam.kubernetes.kubeconfig'],
   ])('%j is refused with code 2 until its store exists', async (fields, fragment) => {
     const err = await rejection(openStore(load({ range: '10.0.0.0/24', ...fields })));
     expect(err.code).toBe(2);
