@@ -98,7 +98,7 @@ export function judgeReply(res: HttpResponse, endpoint: string, path: string, se
  * clientAuth breaks every request that way while /health still says true.
  */
 function gatewayDialHint(text: string, settings: GatewaySettings): string {
-  if (settings.files.cert === undefined || !/broken pipe|connection reset|bad certificate|createTransport/i.test(text)) return '';
+  if (settings.files.cert === undefined || !/broken pipe|connection reset|connection closed|transport is closing|bad certificate|createTransport/i.test(text)) return '';
   return " (if this persists: the member's server certificate may lack extendedKeyUsage clientAuth, which its own gateway needs with --client-cert-auth)";
 }
 
