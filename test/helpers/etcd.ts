@@ -296,10 +296,31 @@ export class EtcdCluster {
     await this.signal(i, 'SIGKILL');
   }
 
+  /** SIGSTOP: the member keeps its sockets (connections succeed) but answers nothing. */
+  pause(i: number): void {
+    this.member(i).child?.kill('SIGSTOP');
+  }
+
+  resume(i: number): void {
+    this.member(i).child?.kill('SIGCONT');
+  }
+
+  /** The index of the member that is the raft leader now, as the running members report it. */
+  async leader(): Promise<number> {
+    const status = JSON.parse(await this.etcdctl(['endpoint', 'status', '-w', 'json'])) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
+    const leaderId = String(status[0]?.Status.leader);
+    const entry = status.find((s) => String(s.Status.header.member_id) === leaderId);
+    const index = this.members.findIndex((m) => m.clientUrl === entry?.Endpoint);
+    if (index < 0) throw new Error(`no leader among ${JSON.stringify(status)}`);
+    return index;
+  }
+
   private async signal(i: number, signal: NodeJS.Signals): Promise<void> {
     const m = this.member(i);
     if (!m.child) return;
     m.child.kill(signal);
+    // A paused member handles SIGTERM only once it runs again.
+    m.child.kill('SIGCONT');
     await m.exited;
   }
 

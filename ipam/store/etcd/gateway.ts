@@ -2,7 +2,8 @@
 // answers, authenticated when the config names a user. An endpoint that cannot be reached, or that
 // answers "no leader", "timed out" and the like, is skipped for the next within the same call; when
 // every endpoint failed, the call throws StoreUnavailable naming each and why. The endpoint that last
-// answered is asked first next time, and each store starts at a random one so nodes spread their load.
+// answered is asked first next time, and each store starts at a random one (unless told) so nodes spread
+// their load.
 import { Code } from '../../../lib/cni/errors.ts';
 import { HttpClient, HttpTlsError, HttpUnreachable } from '../../../lib/http.ts';
 import { StoreUnavailable } from '../types.ts';
@@ -11,10 +12,14 @@ import type { GatewaySettings } from './settings.ts';
 import { AuthReplySchema } from './wire.ts';
 
 /**
- * With endpoints left to try, one attempt gets its share of the time left, but at least this much: a
- * member that hangs must not eat the whole deadline, and a slow one must still have time to answer.
+ * With endpoints left to try, one attempt gets its share of the time left, within these bounds: a
+ * member that hangs (stopped, cut off) must not eat the whole deadline, and a slow one must still have
+ * time to answer. The cap matters when a leader dies: a follower holds the proposals it had forwarded
+ * to it until etcd's own request timeout (about 7 s), while another member answers once a new leader
+ * is elected (about a second). A healthy etcd answers in milliseconds.
  */
 const MIN_ATTEMPT_MS = 1_000;
+const MAX_ATTEMPT_MS = 2_000;
 
 type Settled = Exclude<Verdict, { kind: 'reauthenticate' } | { kind: 'no-auth' }>;
 type Login = { kind: 'ok'; token: string | undefined } | Exclude<Settled, { kind: 'ok' }>;
@@ -31,11 +36,12 @@ export class EtcdGateway {
   private authOff = false;
   private login: Promise<Login> | undefined;
 
-  constructor(settings: GatewaySettings) {
+  constructor(settings: GatewaySettings, startAt?: number) {
     this.settings = settings;
     this.endpoints = settings.endpoints;
     this.client = new HttpClient(settings.tls);
-    this.first = Math.floor(Math.random() * settings.endpoints.length);
+    const count = settings.endpoints.length;
+    this.first = startAt === undefined ? Math.floor(Math.random() * count) : ((Math.trunc(startAt) % count) + count) % count;
   }
 
   /** POSTs `body` to `path` and returns the parsed answer. */
@@ -49,7 +55,8 @@ export class EtcdGateway {
       const index = (this.first + k) % count;
       const endpoint = this.endpoints[index]!;
       const left = count - k;
-      const attemptDeadline = left === 1 ? deadline : Math.min(deadline, now + Math.max((deadline - now) / left, MIN_ATTEMPT_MS));
+      const share = Math.min(Math.max((deadline - now) / left, MIN_ATTEMPT_MS), MAX_ATTEMPT_MS);
+      const attemptDeadline = left === 1 ? deadline : Math.min(deadline, now + share);
       const verdict = await this.attempt(endpoint, path, payload, attemptDeadline);
       if (verdict.kind === 'ok') {
         this.first = index;

@@ -23,6 +23,8 @@ export const ETCD_MAX_TXN_OPS = 128;
 export interface EtcdStoreOptions {
   /** The key prefix (config `etcd_prefix`); a "/" is added when it does not end with one. */
   prefix?: string | undefined;
+  /** The index of the endpoint asked first; by default a random one, so that nodes spread their load. */
+  startAt?: number | undefined;
 }
 
 type Kind = 'pool' | 'reservation';
@@ -42,7 +44,7 @@ export class EtcdStore implements IpamStore {
     if (prefix === '') throw new CniError(Code.InvalidConfig, 'invalid network config: ipam.etcd_prefix must not be empty');
     this.prefix = prefix.endsWith('/') ? prefix : `${prefix}/`;
     const gateway = gatewaySettings(settings);
-    this.gateway = new EtcdGateway(gateway);
+    this.gateway = new EtcdGateway(gateway, options.startAt);
     this.description = `etcd at ${gateway.endpoints.join(', ')}`;
   }
 
