@@ -109,6 +109,16 @@ describe('EtcdStore on a real etcd', () => {
     }
   });
 
+  it('takes "" for a user name and password as none (config templates carry them)', async () => {
+    const store = new EtcdStore({ endpoints: plain.endpoints, username: '', password: '' });
+    try {
+      await store.ping(soon());
+      expect(store.requests).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('skips an endpoint that cannot be reached, and names every endpoint tried when none can', async () => {
     const dead = 'http://127.0.0.1:9'; // the discard port: nothing listens there
     const store = new EtcdStore({ endpoints: [dead, plain.endpoints[0]!] });
@@ -185,6 +195,8 @@ describe('EtcdStore on a real etcd', () => {
       [{ endpoints: ['http://127.0.0.1:2379/v3'] }, 7, /no path/],
       [{ endpoints: ['127.0.0.1:2379'], certFile: secure.tls!.client.certFile }, 7, /etcd_cert_file is set but ipam\.etcd_key_file is not/],
       [{ endpoints: ['127.0.0.1:2379'], username: 'u' }, 7, /etcd_password is missing/],
+      [{ endpoints: ['127.0.0.1:2379'], username: 'u', password: '' }, 7, /etcd_password is missing/],
+      [{ endpoints: ['127.0.0.1:2379'], username: '', password }, 7, /etcd_username is missing/],
       [{ endpoints: ['127.0.0.1:2379'], caCertFile: '/nonexistent/ca.pem' }, 5, /cannot read ipam\.etcd_ca_cert_file "\/nonexistent\/ca\.pem": ENOENT/],
       [{ endpoints: ['127.0.0.1:2379'], caCertFile: secure.tls!.client.keyFile }, 7, /etcd_ca_cert_file .* holds no PEM certificate/],
       [{ endpoints: ['127.0.0.1:2379'], certFile: secure.tls!.client.certFile, keyFile: secure.tls!.foreignClient.keyFile }, 7, /key values mismatch/],

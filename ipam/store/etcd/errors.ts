@@ -30,8 +30,11 @@ export type Verdict =
 
 /** Answers that pass: the member is between leaders, overloaded, stopping or cut off from its peers. */
 const PASSING = /leader changed|no leader|request timed out|timed out|server stopped|not capable|too many requests|unhealthy cluster|connection|transport|broken pipe|EOF|stopping|context canceled|deadline exceeded/i;
-/** gRPC codes the gateway passes on for those: Unavailable, DeadlineExceeded, Aborted, Canceled. */
-const PASSING_CODES = new Set([14, 4, 10, 1]);
+/**
+ * gRPC codes the gateway passes on for those: Unavailable, DeadlineExceeded, Aborted, Canceled, and
+ * ResourceExhausted ("too many requests"; the NOSPACE alarm has that code too, but REFUSED sees it first).
+ */
+const PASSING_CODES = new Set([14, 4, 10, 1, 8]);
 /** Refusals of the request itself, whatever member is asked. */
 const REFUSED = /too many operations in txn request|request is too large|duplicate key given in txn request|database space exceeded|value provided is too large|key is not provided|required revision/i;
 
@@ -85,7 +88,7 @@ export function judgeReply(res: HttpResponse, endpoint: string, path: string, se
   if (res.status === 404) {
     return final(Code.InvalidConfig, endpoint, `answered HTTP 404 for ${path}: is it an etcd client URL, of etcd 3.4 or later (the v3 JSON gateway)?`);
   }
-  const passing = res.status === 502 || res.status === 503 || res.status === 504 || (grpcCode !== undefined && PASSING_CODES.has(grpcCode)) || (res.status >= 500 && PASSING.test(text));
+  const passing = [429, 502, 503, 504].includes(res.status) || (grpcCode !== undefined && PASSING_CODES.has(grpcCode)) || (res.status >= 500 && PASSING.test(text));
   if (passing) {
     return { kind: 'elsewhere', why: `${endpoint} answered ${text ? `${text}${gatewayDialHint(text, settings)}` : `HTTP ${res.status}`}` };
   }

@@ -72,12 +72,15 @@ function checkTlsMaterial(tls: TlsSettings, files: GatewaySettings['files']): vo
 }
 
 export function gatewaySettings(settings: EtcdSettings): GatewaySettings {
-  const { caCertFile, certFile, keyFile, username, password } = settings;
+  const { caCertFile, certFile, keyFile } = settings;
+  // Config templates often carry "" for fields they do not use: "" is the same as unset.
+  const username = settings.username === '' ? undefined : settings.username;
+  const password = settings.password === '' ? undefined : settings.password;
   if ((certFile === undefined) !== (keyFile === undefined)) {
     const [set, unset] = certFile === undefined ? ['etcd_key_file', 'etcd_cert_file'] : ['etcd_cert_file', 'etcd_key_file'];
     throw new CniError(Code.InvalidConfig, `invalid network config: ipam.${set} is set but ipam.${unset} is not: a client certificate needs both`);
   }
-  if ((username === undefined || username === '') !== (password === undefined)) {
+  if ((username === undefined) !== (password === undefined)) {
     const missing = password === undefined ? 'ipam.etcd_password' : 'ipam.etcd_username';
     throw new CniError(Code.InvalidConfig, `invalid network config: ${missing} is missing: etcd authentication needs both a user name and a password`);
   }
@@ -94,5 +97,5 @@ export function gatewaySettings(settings: EtcdSettings): GatewaySettings {
   }
   const files = { ca: caCertFile, cert: certFile, key: keyFile };
   if (tlsFilesSet) checkTlsMaterial(tls, files);
-  return { endpoints, tls, files, username: username === '' ? undefined : username, password };
+  return { endpoints, tls, files, username, password };
 }
