@@ -384,11 +384,6 @@ export class EtcdCluster {
     await this.etcdctl(['auth', 'enable'], null);
   }
 
-  /** Deletes every key (between tests). */
-  async wipe(): Promise<void> {
-    await this.etcdctl(['del', '', '--from-key']);
-  }
-
   async destroy(): Promise<void> {
     await Promise.all(this.members.map((_, i) => this.kill(i)));
     rmSync(this.dir, { recursive: true, force: true });
