@@ -4,6 +4,7 @@
 // runs on a store that already holds records. Every store the suite opens is closed after its test.
 // Names are lowercase letters, digits, "-" and ".", which every store can hold (Kubernetes names too).
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CniError } from '../../lib/cni/errors.ts';
 import { StoreUnavailable, type IpamStore, type PoolRecord, type Reservation, type Write } from '../../ipam/store/types.ts';
@@ -20,10 +21,24 @@ const reservation = (podref: string): Reservation => ({ podref, containerid: `c-
 const tag = (): string => `c${randomBytes(4).toString('hex')}`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The active handles of this process by type: a closed store must not leave one behind. */
+/**
+ * What a closed store must not leave behind, by kind: the handles that keep the event loop alive, and
+ * open file descriptors (a kept-alive socket is unref'ed and would not stop an exit, but it is still a
+ * connection the store did not release; so is a database file left open).
+ */
 function handleCounts(): Map<string, number> {
   const counts = new Map<string, number>();
   for (const type of process.getActiveResourcesInfo()) counts.set(type, (counts.get(type) ?? 0) + 1);
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // the descriptor readdir itself used
+    }
+    const kind = `fd ${target.replace(/\[\d+\]$/, '').replace(/^\/.*/, 'file')}`;
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
   return counts;
 }
 
@@ -263,7 +278,7 @@ export function describeStoreContract(label: string, open: () => Promise<IpamSto
       expect(Number.isInteger(s.atomicWrites) && s.atomicWrites >= 1).toBe(true);
     });
 
-    it('leaves no open handle after close(), so the process can exit', async () => {
+    it('leaves no open handle or descriptor after close(), so the process can exit', async () => {
       await sleep(50);
       const before = handleCounts();
       const s = await open();
