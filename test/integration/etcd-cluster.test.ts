@@ -163,4 +163,27 @@ describe('etcd store when its only etcd goes away and comes back', () => {
       }
     });
   }
+
+  it('ends a call on a frozen etcd (SIGSTOP) at its deadline, with StoreUnavailable', async () => {
+    const cluster = await startEtcd();
+    clusters.push(cluster);
+    const store = new EtcdStore({ endpoints: cluster.endpoints });
+    try {
+      await store.ping(Date.now() + 5_000);
+      cluster.pause(0);
+      for (const call of [() => store.readPool('x', Date.now() + 800), () => store.commit([{ kind: 'reservation', name: 'x', expected: undefined, value: { podref: 'ns/x' } }], Date.now() + 800)]) {
+        const started = Date.now();
+        const err = await call().then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(StoreUnavailable);
+        expect((err as Error).message).toMatch(/did not answer within/);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(790);
+        expect(Date.now() - started).toBeLessThan(800 + 250);
+      }
+      cluster.resume(0);
+      await store.ping(Date.now() + 5_000);
+    } finally {
+      cluster.resume(0);
+      await store.close();
+    }
+  });
 });

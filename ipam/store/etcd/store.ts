@@ -6,6 +6,12 @@
 //
 // One request per read, listing and commit (plus one to authenticate, once per store, when the config
 // names a user). Reads are linearizable (etcd's default): a read after a commit sees it.
+//
+// A commit whose answer is lost (the member died or timed out after the txn was sent) is sent again to
+// the next endpoint. Its compares make that safe: at most one of the two applies. But if the first one
+// did apply, the second finds its own writes and reports a conflict; and when no endpoint answers, the
+// call throws StoreUnavailable though the txn may have applied. Either way the caller re-reads and finds
+// its own write, as after any lost reply.
 import { Code, CniError, showValue } from '../../../lib/cni/errors.ts';
 import type { EtcdSettings } from '../../config.ts';
 import { SAFE_NAME } from '../../names.ts';
