@@ -38,7 +38,7 @@ const PASSING_CODES = new Set([14, 4, 10, 1, 8]);
 /** Refusals of the request itself, whatever member is asked. */
 const REFUSED = /too many operations in txn request|request is too large|duplicate key given in txn request|database space exceeded|value provided is too large|key is not provided|required revision/i;
 
-const tooLargeHint = ' (etcd refuses requests over its --max-request-bytes, 1.5 MiB by default)';
+const tooLargeHint = ' (etcd refuses requests over its --max-request-bytes, 1.5 MiB by default; the gateway carries values in base64, a third larger than the record)';
 const tooManyHint = ' (etcd allows at most --max-txn-ops operations per txn, 128 by default)';
 const noSpaceHint = ' (the NOSPACE alarm: compact and defragment etcd, then disarm the alarm)';
 
