@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CniError } from '../../lib/cni/errors.ts';
-import type { EtcdSettings } from '../../ipam/config.ts';
-import { EtcdStore, type EtcdStoreOptions } from '../../ipam/store/etcd/store.ts';
+import type { EtcdSettings } from '../../ipam/config/schema.ts';
+import { EtcdStore } from '../../ipam/store/etcd/store.ts';
 import { StoreUnavailable, type PoolRecord } from '../../ipam/store/types.ts';
 import { startEtcd, type CertPair } from '../helpers/etcd.ts';
 
@@ -38,8 +38,8 @@ function secrets(): string[] {
 }
 
 /** Runs one read with `settings`: it must fail at once with a final CniError that quotes no secret. */
-async function refusal(settings: EtcdSettings, options?: EtcdStoreOptions): Promise<CniError> {
-  const store = new EtcdStore(settings, options);
+async function refusal(settings: EtcdSettings): Promise<CniError> {
+  const store = new EtcdStore(settings);
   const started = Date.now();
   try {
     const err = await store.readPool('anything', soon()).then(() => undefined, (e: unknown) => e);
@@ -109,7 +109,7 @@ describe('etcd with TLS, client certificates and users', () => {
   });
 
   it("a user without rights on the store's prefix: code 7 saying what to grant", async () => {
-    const err = await refusal(good(), { prefix: '/elsewhere/' });
+    const err = await refusal({ ...good(), prefix: '/elsewhere/' });
     expect(err.code).toBe(7);
     expect(err.message).toMatch(/user "underlay" may not read and write the store's keys: grant its role readwrite/);
   });

@@ -53,7 +53,7 @@ describe('EtcdStore on a real etcd', () => {
   });
 
   it('uses the prefix it is given, apart from the default one', async () => {
-    const custom = new EtcdStore({ endpoints: plain.endpoints }, { prefix: '/site-a/ipam' });
+    const custom = new EtcdStore({ endpoints: plain.endpoints, prefix: '/site-a/ipam' });
     const standard = new EtcdStore({ endpoints: plain.endpoints });
     try {
       await custom.commit([{ kind: 'pool', name: 'prefixed', expected: undefined, value: pool() }], soon());

@@ -11,7 +11,7 @@ import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import type { EtcdSettings } from '../../ipam/config.ts';
+import type { EtcdSettings } from '../../ipam/config/schema.ts';
 import { EtcdStore } from '../../ipam/store/etcd/store.ts';
 import type { PoolRecord } from '../../ipam/store/types.ts';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.ts';

@@ -3,7 +3,7 @@
 // has), and the fault wrappers can be tested without a server. Instances made from one MemoryData share
 // its records, as processes share a real store. Never a product store: it forgets everything on exit.
 import { Code, CniError } from '../../lib/cni/errors.ts';
-import { SAFE_NAME } from '../../ipam/names.ts';
+import { SAFE_NAME } from '../../ipam/alloc/names.ts';
 import { StoreUnavailable, type IpamStore, type Named, type PoolRecord, type Reservation, type Versioned, type Write } from '../../ipam/store/types.ts';
 
 export class MemoryData {

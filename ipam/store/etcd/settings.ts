@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Code, CniError, showValue } from '../../../lib/cni/errors.ts';
 import type { TlsSettings } from '../../../lib/http.ts';
-import type { EtcdSettings } from '../../config.ts';
+import type { EtcdSettings } from '../../config/schema.ts';
 
 const DEFAULT_PORT = '2379';
 const ENDPOINT_FIELDS = 'ipam.etcd_host/ipam.etcd_endpoints';

@@ -13,8 +13,8 @@
 // call throws StoreUnavailable though the txn may have applied. Either way the caller re-reads and finds
 // its own write, as after any lost reply.
 import { Code, CniError, showValue } from '../../../lib/cni/errors.ts';
-import type { EtcdSettings } from '../../config.ts';
-import { SAFE_NAME } from '../../names.ts';
+import type { EtcdSettings } from '../../config/schema.ts';
+import { SAFE_NAME } from '../../alloc/names.ts';
 import type { IpamStore, Named, PoolRecord, Reservation, Versioned, Write } from '../types.ts';
 import { StoreUnavailable } from '../types.ts';
 import { EtcdError } from './errors.ts';
@@ -27,8 +27,6 @@ export const DEFAULT_ETCD_PREFIX = '/underlay/ipam/';
 export const ETCD_MAX_TXN_OPS = 128;
 
 export interface EtcdStoreOptions {
-  /** The key prefix (config `etcd_prefix`); a "/" is added when it does not end with one. */
-  prefix?: string | undefined;
   /** The index of the endpoint asked first; by default a random one, so that nodes spread their load. */
   startAt?: number | undefined;
 }
@@ -44,9 +42,12 @@ export class EtcdStore implements IpamStore {
   readonly prefix: string;
   private readonly gateway: EtcdGateway;
 
-  /** Reads the certificate files now: a missing file fails the open, not every call. */
+  /**
+   * Reads the certificate files now: a missing file fails the open, not every call. The key prefix is
+   * the config's etcd_prefix, with a "/" added when it does not end with one.
+   */
   constructor(settings: EtcdSettings, options: EtcdStoreOptions = {}) {
-    const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
+    const prefix = settings.prefix ?? DEFAULT_ETCD_PREFIX;
     if (prefix === '') throw new CniError(Code.InvalidConfig, 'invalid network config: ipam.etcd_prefix must not be empty');
     this.prefix = prefix.endsWith('/') ? prefix : `${prefix}/`;
     const gateway = gatewaySettings(settings);
