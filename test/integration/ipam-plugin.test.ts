@@ -151,13 +151,26 @@ describe('a store that stays busy', () => {
 });
 
 describe('DEL', () => {
-  it('succeeds when there is nothing to release, twice, and for a config naming an unavailable store', async () => {
+  it('succeeds when there is nothing to release, twice, and for a config that could never lease', async () => {
     const ipam = { type: 'whereabouts', range: '10.9.0.0/24', file_store_dir: join(tempStoreDir(), 'never-created') };
     await del(ipam);
     await del(ipam);
     expect(existsSync(ipam.file_store_dir)).toBe(false); // a DEL creates no store
-    await del({ type: 'whereabouts', range: '10.9.0.0/24', datastore: 'etcd', etcd_host: 'https://127.0.0.1:1' });
     await del({ type: 'whereabouts', range: 'not-a-range' });
+    await del({ type: 'whereabouts', range: '10.9.0.0/24', datastore: 'etcd' }); // no endpoint: nothing leased there
+  });
+
+  it('fails with code 11 within its deadline when the store cannot be reached, so the runtime retries it', async () => {
+    process.env.UNDERLAY_IPAM_DEADLINE_MS = '1500';
+    const started = Date.now();
+    try {
+      const err = await failure(del({ type: 'whereabouts', range: '10.9.0.0/24', etcd_host: '127.0.0.1:1' }));
+      expect(err.code).toBe(11);
+      expect(err.message).toMatch(/127\.0\.0\.1:1.*ECONNREFUSED/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      delete process.env.UNDERLAY_IPAM_DEADLINE_MS;
+    }
   });
 
   it('releases only on the exact (container ID, interface): another container ID of the pod releases nothing', async () => {

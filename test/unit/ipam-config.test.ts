@@ -53,13 +53,10 @@ describe('datastore', () => {
     expect(err.message).toContain(KUBE.kubeconfig);
   });
 
-  it.each([
-    [{ datastore: 'etcd', etcd_host: 'https://10.0.0.5:2379' }, 'ipam.datastore "etcd"'],
-  ])('%j is refused with code 2 until its store exists', async (fields, fragment) => {
-    const err = await rejection(openStore(load({ range: '10.0.0.0/24', ...fields })));
-    expect(err.code).toBe(2);
-    expect(err.message).toContain(fragment);
-    expect(err.message).toContain('not available in this build');
+  it('refuses an etcd datastore without an endpoint, naming the fields to set', async () => {
+    const err = await rejection(openStore(load({ range: '10.0.0.0/24', datastore: 'etcd' })));
+    expect(err.code).toBe(7);
+    expect(err.message).toContain('needs ipam.etcd_host or ipam.etcd_endpoints');
   });
 
   it('reads the etcd fields and never shows the password', async () => {
