@@ -13,7 +13,7 @@ import { loadIpamConfig, type IpamConfig } from './config/load.ts';
 import { IPAM_ARGS } from './config/static.ts';
 import { collectGarbage } from './gc/collect.ts';
 import { opsFor } from './lease/pool.ts';
-import { operationDeadline } from './lease/retry.ts';
+import { operationDeadline, retryStats } from './lease/retry.ts';
 import type { Lease, PoolTarget } from './lease/target.ts';
 import { openStore } from './store/open.ts';
 import { StoreUnavailable, type IpamStore } from './store/types.ts';
@@ -80,13 +80,20 @@ async function openTolerant(inv: Invocation, verb: string): Promise<{ config: Ip
   }
 }
 
-/** Runs `body` on the config's store, closed afterwards so no connection holds the process open. */
+/**
+ * Runs `body` on the config's store, closed afterwards so no connection holds the process open. With
+ * UNDERLAY_IPAM_STATS set, one line on stderr says what the verb cost (the benchmarks read it).
+ */
 async function withStore<T>(opened: IpamStore | Promise<IpamStore>, body: (store: IpamStore) => Promise<T>): Promise<T> {
   const store = await opened;
+  const started = Date.now();
   try {
     return await body(store);
   } finally {
     await store.close();
+    if (process.env.UNDERLAY_IPAM_STATS) {
+      process.stderr.write(`${JSON.stringify({ ipamStats: { ms: Date.now() - started, requests: store.requests ?? null, ...retryStats } })}\n`);
+    }
   }
 }
 

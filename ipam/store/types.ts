@@ -120,6 +120,8 @@ export interface IpamStore {
   tidy(olderThanMs: number, deadline: number): Promise<number>;
   /** Releases connections and handles: after it the process can exit at once. */
   close(): Promise<void>;
+  /** Requests sent to the store's server so far (network stores), for the benchmarks. */
+  readonly requests?: number;
 }
 
 
