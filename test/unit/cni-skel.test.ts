@@ -2,6 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { runPlugin, type Invocation, type Plugin } from '../../lib/cni/skel.ts';
 import { parseCniArgs } from '../../lib/cni/env.ts';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 
 function recorder(): Plugin & { calls: Invocation[] } {
   const calls: Invocation[] = [];
@@ -140,7 +143,9 @@ describe('verbs gated by cniVersion', () => {
     const plugin = { ...recorder(), add: async () => { throw new TypeError('boom'); } };
     const out = await invoke(goodEnv, goodConf, plugin);
     expect(out.json).toEqual({ cniVersion: '1.0.0', code: 999, msg: 'boom' });
-    expect(out.stdout + out.stderr).not.toMatch(/at .*\.ts:\d+/);
+    const logged = takeStderr();
+    expect(logged).toEqual([expect.stringMatching(/ \[error\] test ADD abc: boom$/)]);
+    expect(out.stdout + out.stderr + logged.join('\n')).not.toMatch(/at .*\.ts:\d+/);
   });
 });
 
