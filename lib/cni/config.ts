@@ -2,7 +2,7 @@
 // becomes a CNI error that names the field and the value at fault.
 import * as z from 'zod/mini';
 import '../schema.ts';
-import { Code, CniError, showValue } from './errors.ts';
+import { Code, CniError, isSecretKey, showValue, SHOWN_CHARS, UNSAFE_CHARS, unicodeEscape } from './errors.ts';
 import { DnsSchema } from './result.ts';
 import { DEFAULT_CONFIG_VERSION } from './version.ts';
 
@@ -40,9 +40,17 @@ function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
   return node;
 }
 
+/** A key shown as it is when it is a plain name, else quoted: keys are config text too. */
+const PLAIN_KEY = /^[\w./-]{1,40}$/;
+
+/** `ipam.ipRanges[0].range`; a path so long that it would bury the message is cut. */
 export function fieldPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
-  const parts = path.map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`)).join('');
-  return (prefix + parts).replace(/^\./, '') || '(config)';
+  const parts = path.map((key) =>
+    typeof key === 'number' ? `[${key}]`
+    : typeof key === 'string' && PLAIN_KEY.test(key) ? `.${key}`
+    : `[${showValue(String(key))}]`);
+  const text = (prefix + parts.join('')).replace(/^\./, '') || '(config)';
+  return text.length > SHOWN_CHARS ? `${text.slice(0, SHOWN_CHARS - 3)}...` : text;
 }
 
 /** Parses `raw` with `schema`; the first problem becomes a code 7 error naming field and value. */
@@ -51,8 +59,15 @@ export function parseWith<S extends z.ZodMiniType>(schema: S, raw: unknown, pref
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
   const value = valueAt(raw, issue.path);
-  const shown = value === undefined ? 'missing' : showValue(value);
+  const secret = [prefix, ...issue.path].some((key) => typeof key === 'string' && isSecretKey(key));
+  const shown = value === undefined ? 'missing' : secret ? '(not shown)' : showValue(value);
   throw new CniError(Code.InvalidConfig, `invalid network config: ${fieldPath(prefix, issue.path)} = ${shown}: ${issue.message}`);
+}
+
+/** JSON.parse's reason without the piece of input it quotes: that piece may be a secret. */
+function decodeFailure(err: unknown): string {
+  const why = err instanceof Error ? err.message : String(err);
+  return why.replace(/, .* is not valid JSON$/s, ': not valid JSON').replace(UNSAFE_CHARS, unicodeEscape).slice(0, 2 * SHOWN_CHARS);
 }
 
 /** Decodes stdin. Undecodable JSON is code 6; a config that is not an object, or has a bad name, code 7. */
@@ -61,8 +76,7 @@ export function decodeConfig(stdin: string): { conf: NetConf; raw: Record<string
   try {
     raw = JSON.parse(stdin);
   } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    throw new CniError(Code.DecodingFailure, `cannot decode network config from stdin: ${why}`);
+    throw new CniError(Code.DecodingFailure, `cannot decode network config from stdin: ${decodeFailure(err)}`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new CniError(Code.DecodingFailure, `network config on stdin must be a JSON object, got ${showValue(raw)}`);

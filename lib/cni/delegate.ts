@@ -26,7 +26,7 @@ export function findInPath(type: string, path: ReadonlyArray<string>): string {
       // Not in this directory; try the next one.
     }
   }
-  throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: no such plugin in CNI_PATH [${path.join(':')}]`);
+  throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: no such plugin in CNI_PATH ${showValue(path.join(':'))}`);
 }
 
 function isThisExecutable(file: string): boolean {

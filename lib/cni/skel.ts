@@ -3,10 +3,10 @@
 // error JSON. Nothing else is ever written to stdout.
 import { readFileSync, statSync } from 'node:fs';
 import { decodeConfig, type NetConf } from './config.ts';
-import { asCniError, Code, CniError } from './errors.ts';
+import { asCniError, Code, CniError, showValue } from './errors.ts';
 import { parseEnv, parseVerb, type CmdArgs, type Verb } from './env.ts';
 import { encodeResult, type Result } from './result.ts';
-import { atLeast, CURRENT_VERSION, requireSupported, SUPPORTED_VERSIONS, versionInfo, type SpecVersion } from './version.ts';
+import { atLeast, CURRENT_VERSION, isSupported, requireSupported, SUPPORTED_VERSIONS, versionInfo, type SpecVersion } from './version.ts';
 import { configureLog, debugEnabled, log } from '../log.ts';
 
 export interface Invocation {
@@ -45,7 +45,7 @@ function refuseOwnNetns(netns: string, env: NodeJS.ProcessEnv): void {
     const target = statSync(netns);
     const own = statSync('/proc/self/ns/net');
     if (target.ino === own.ino && target.dev === own.dev) {
-      throw new CniError(Code.InvalidNetns, `CNI_NETNS ${netns} is the plugin's own network namespace`);
+      throw new CniError(Code.InvalidNetns, `CNI_NETNS ${showValue(netns)} is the plugin's own network namespace`);
     }
   } catch (err) {
     if (err instanceof CniError) throw err;
@@ -61,7 +61,9 @@ async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: st
     throw new CniError(Code.IoFailure, `cannot read network config from stdin: ${asCniError(err).message}`);
   }
   const { conf, raw } = decodeConfig(stdin);
-  reply.version = conf.cniVersion;
+  // The error goes out in the config's version only when that is one we speak: echoing any string
+  // back would repeat whatever the config holds, however long.
+  if (isSupported(conf.cniVersion)) reply.version = conf.cniVersion;
   const cniVersion = requireSupported(conf.cniVersion);
   const floor = MIN_VERSION[verb];
   if (floor && !atLeast(cniVersion, floor)) {
