@@ -1,8 +1,8 @@
 // The CNI protocol's main loop, once for every plugin: read the environment and stdin, gate the verb on
 // the config's version, call the plugin, and print either the result in the config's cniVersion or the
 // error JSON. Nothing else is ever written to stdout.
-import { readFileSync, statSync } from 'node:fs';
-import { decodeConfig, type NetConf } from './config.ts';
+import { readSync, statSync } from 'node:fs';
+import { CONFIG_LIMITS, decodeConfig, type NetConf } from './config.ts';
 import { asCniError, Code, CniError, showValue } from './errors.ts';
 import { parseEnv, parseVerb, type CmdArgs, type Verb } from './env.ts';
 import { encodeResult, type Result } from './result.ts';
@@ -58,6 +58,7 @@ async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: st
   try {
     stdin = io.readStdin();
   } catch (err) {
+    if (err instanceof CniError) throw err;
     throw new CniError(Code.IoFailure, `cannot read network config from stdin: ${asCniError(err).message}`);
   }
   const { conf, raw } = decodeConfig(stdin);
@@ -118,10 +119,38 @@ export async function runPlugin(plugin: Plugin, io: Io): Promise<number> {
   }
 }
 
+/**
+ * Reads stdin up to CONFIG_LIMITS.stdinBytes and refuses more without reading it all: a runaway
+ * writer must not make a root process buffer gigabytes.
+ */
+export function readBoundedStdin(fd = 0): string {
+  const limit = CONFIG_LIMITS.stdinBytes;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(Math.min(65_536, limit + 1 - total));
+    let read: number;
+    try {
+      read = readSync(fd, chunk, 0, chunk.length, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        continue;
+      }
+      throw err;
+    }
+    if (read === 0) break;
+    chunks.push(chunk.subarray(0, read));
+    total += read;
+    if (total > limit) throw new CniError(Code.InvalidConfig, `invalid network config: stdin holds more than ${limit / 1048576} MiB`);
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}
+
 export function processIo(): Io {
   return {
     env: process.env,
-    readStdin: () => readFileSync(0, 'utf8'),
+    readStdin: () => readBoundedStdin(),
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
   };

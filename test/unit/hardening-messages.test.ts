@@ -2,7 +2,7 @@
 // nothing a shell would expand or a terminal would obey, short, and still readable.
 import * as z from 'zod/mini';
 import { describe, expect, it } from 'vitest';
-import { parseWith } from '../../lib/cni/config.ts';
+import { checkConfigSize, parseWith } from '../../lib/cni/config.ts';
 import { showValue } from '../../lib/cni/errors.ts';
 import { thrown } from '../helpers/ipam-invocation.ts';
 import { strictStderr } from '../helpers/fixture.ts';
@@ -51,5 +51,26 @@ describe('parseWith', () => {
   it('quotes a field name that is not a plain name: keys are config text too', () => {
     const err = thrown(() => parseWith(z.record(z.string(), z.string()), { 'a;$(id)\n': 1 }));
     expect(err.message).toMatch(/^invalid network config: \["a;\\u0024\(id\)\\n"\] = 1: /);
+  });
+});
+
+describe('checkConfigSize', () => {
+  it('refuses an array of more than 10,000 items, naming where it is', () => {
+    const err = thrown(() => checkConfigSize({ ipam: { exclude: Array.from({ length: 10_001 }, () => 'x') } }));
+    expect(err.code).toBe(7);
+    expect(err.message).toBe('invalid network config: ipam.exclude has 10001 items; at most 10000 are accepted');
+  });
+
+  it('refuses nesting deeper than 64 levels without using the stack for it', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 500_000; i++) deep = { a: deep };
+    const err = thrown(() => checkConfigSize({ args: deep }));
+    expect(err.code).toBe(7);
+    expect(err.message).toMatch(/^invalid network config: args(\.a)+\.*\.\.\. nests deeper than 64 levels$/);
+  });
+
+  it('lets a large real config through', () => {
+    const attachments = Array.from({ length: 1000 }, (_, i) => ({ containerID: `c${i}`, ifname: 'net1' }));
+    expect(() => checkConfigSize({ cniVersion: '1.1.0', name: 'n', 'cni.dev/valid-attachments': attachments })).not.toThrow();
   });
 });
