@@ -7,7 +7,7 @@ import { Code, CniError, showValue } from './errors.ts';
 import type { Verb } from './env.ts';
 import { parseResult, type Result } from './result.ts';
 import type { Invocation, Plugin } from './skel.ts';
-import { log } from '../log.ts';
+import { escaped, log } from '../log.ts';
 
 const inProcess = new Map<string, Plugin>();
 
@@ -123,7 +123,7 @@ export async function delegateIpam(verb: Exclude<Verb, 'VERSION'>, inv: Invocati
   const file = findInPath(type, inv.env.path);
   const local = inProcessTarget(type, file);
   if (local) {
-    log.debug(`IPAM ${verb} in-process (${type})`);
+    log.debug(escaped`IPAM ${verb} in-process (${type})`);
     const delegated: Invocation = { ...inv, verb, env: { ...inv.env, command: verb } };
     switch (verb) {
       case 'ADD': return local.add(delegated);
@@ -133,7 +133,7 @@ export async function delegateIpam(verb: Exclude<Verb, 'VERSION'>, inv: Invocati
       case 'STATUS': return void (await local.status(delegated));
     }
   }
-  log.debug(`IPAM ${verb} by exec of ${file}`);
+  log.debug(escaped`IPAM ${verb} by exec of ${file}`);
   const outcome = await execPlugin(file, verb, inv.stdin);
   if (outcome.status !== 0) throw pluginError(file, outcome);
   if (verb !== 'ADD') return undefined;

@@ -7,7 +7,7 @@ import { asCniError, Code, CniError, showValue } from './errors.ts';
 import { parseEnv, parseVerb, type CmdArgs, type Verb } from './env.ts';
 import { encodeResult, type Result } from './result.ts';
 import { atLeast, CURRENT_VERSION, isSupported, requireSupported, SUPPORTED_VERSIONS, versionInfo, type SpecVersion } from './version.ts';
-import { configureLog, debugEnabled, log } from '../log.ts';
+import { configureLog, debugEnabled, log, logValue } from '../log.ts';
 
 export interface Invocation {
   verb: Verb;
@@ -70,7 +70,7 @@ async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: st
   if (floor && !atLeast(cniVersion, floor)) {
     throw new CniError(Code.IncompatibleVersion, `config version ${cniVersion} does not allow ${verb} (needs ${floor} or later)`);
   }
-  configureLog([raw, conf.ipam], `${conf.type ?? 'underlay'} ${verb} ${env.containerId}`.trim());
+  configureLog([raw, conf.ipam], `${logValue(conf.type ?? 'underlay')} ${verb} ${env.containerId}`.trim());
   if (verb === 'ADD' || verb === 'CHECK' || verb === 'DEL') refuseOwnNetns(env.netns, io.env);
   const inv: Invocation = { verb, env, conf, raw, stdin, cniVersion };
   switch (verb) {

@@ -1,9 +1,10 @@
-// How a value from the config or the environment appears in an error message: secrets redacted,
-// nothing a shell would expand or a terminal would obey, short, and still readable.
+// How a value from the config or the environment appears in an error message or a log line: secrets
+// redacted, nothing a shell would expand or a terminal would obey, short, and still readable.
 import * as z from 'zod/mini';
 import { describe, expect, it } from 'vitest';
 import { checkConfigSize, parseWith } from '../../lib/cni/config.ts';
 import { showValue } from '../../lib/cni/errors.ts';
+import { escaped } from '../../lib/log.ts';
 import { thrown } from '../helpers/ipam-invocation.ts';
 import { strictStderr } from '../helpers/fixture.ts';
 
@@ -72,5 +73,16 @@ describe('checkConfigSize', () => {
   it('lets a large real config through', () => {
     const attachments = Array.from({ length: 1000 }, (_, i) => ({ containerID: `c${i}`, ifname: 'net1' }));
     expect(() => checkConfigSize({ cniVersion: '1.1.0', name: 'n', 'cni.dev/valid-attachments': attachments })).not.toThrow();
+  });
+});
+
+describe('escaped log messages', () => {
+  it('escape shell metacharacters and controls in the values, not in the text around them', () => {
+    const podref = 'ns/web;reboot $(id) `id` > /etc/x\n2026-01-01T00:00:00Z [error] forged';
+    expect(escaped`pool (a) of ${podref} is full`).toBe('pool (a) of ns/web\\;reboot \\x24\\(id\\) \\x60id\\x60 \\> /etc/x\\x0a2026-01-01T00:00:00Z \\[error\\] forged is full');
+  });
+
+  it('show a non-text value as showValue does', () => {
+    expect(escaped`mtu ${{ mtu: 9000, password: 'p' }}`).toBe('mtu {"mtu":9000,"password":"(not shown)"}');
   });
 });
