@@ -3,6 +3,7 @@
 // error JSON. Nothing else is ever written to stdout.
 import { readSync, statSync } from 'node:fs';
 import { CONFIG_LIMITS, decodeConfig, type NetConf } from './config.ts';
+import { loopReason } from './delegate.ts';
 import { asCniError, Code, CniError, showValue } from './errors.ts';
 import { parseEnv, parseVerb, type CmdArgs, type Verb } from './env.ts';
 import { encodeResult, type Result } from './result.ts';
@@ -52,6 +53,15 @@ function refuseOwnNetns(netns: string, env: NodeJS.ProcessEnv): void {
   }
 }
 
+/**
+ * `ipam.type` naming one of our network plugins would have it exec itself without end: refused before
+ * the plugin does anything. DEL and GC go on, and delegateIpam finds nothing to release.
+ */
+function refuseSelfDelegation(conf: NetConf): void {
+  const loop = conf.ipam?.type === undefined ? undefined : loopReason(conf.ipam.type, 0);
+  if (loop !== undefined) throw new CniError(Code.InvalidConfig, `invalid network config: ${loop}`);
+}
+
 async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: string }): Promise<string | undefined> {
   const env = parseEnv(verb, io.env);
   let stdin: string;
@@ -72,6 +82,7 @@ async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: st
   }
   configureLog([raw, conf.ipam], `${logValue(conf.type ?? 'underlay')} ${verb} ${env.containerId}`.trim());
   if (verb === 'ADD' || verb === 'CHECK' || verb === 'DEL') refuseOwnNetns(env.netns, io.env);
+  if (verb === 'ADD' || verb === 'CHECK' || verb === 'STATUS') refuseSelfDelegation(conf);
   const inv: Invocation = { verb, env, conf, raw, stdin, cniVersion };
   switch (verb) {
     case 'ADD':
