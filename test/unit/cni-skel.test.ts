@@ -46,6 +46,8 @@ describe('environment errors', () => {
     ['ifname ..', { ...goodEnv, CNI_IFNAME: '..' }, 4, /relative/],
     ['ifname with a space', { ...goodEnv, CNI_IFNAME: 'a b' }, 4, /white space/],
     ['missing CNI_PATH', { ...goodEnv, CNI_PATH: '' }, 4, /CNI_PATH/],
+    ['relative netns on ADD', { ...goodEnv, CNI_NETNS: 'run/netns/x' }, 4, /^CNI_NETNS "run\/netns\/x" is not an absolute path$/],
+    ['relative netns on CHECK', { ...goodEnv, CNI_COMMAND: 'CHECK', CNI_NETNS: 'x' }, 4, /^CNI_NETNS "x" is not an absolute path$/],
   ];
   for (const [what, env, code, msg] of cases) {
     it(`${what} -> code ${code}`, async () => {
@@ -75,6 +77,13 @@ describe('environment errors', () => {
     expect(plugin.calls).toHaveLength(0);
     const allowed = await invoke({ ...goodEnv, CNI_NETNS: '/proc/self/ns/net', CNI_NETNS_OVERRIDE: '1' }, goodConf, plugin);
     expect(allowed.code).toBe(0);
+  });
+
+  it('DEL with a relative CNI_NETNS runs with no netns: nothing to clean there, the rest goes on', async () => {
+    const plugin = recorder();
+    const out = await invoke({ ...goodEnv, CNI_COMMAND: 'DEL', CNI_NETNS: 'run/netns/x' }, goodConf, plugin);
+    expect(out).toMatchObject({ code: 0, stdout: '' });
+    expect(plugin.calls.map((inv) => inv.env.netns)).toEqual(['']);
   });
 
   it('DEL does not need CNI_NETNS', async () => {
