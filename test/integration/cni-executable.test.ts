@@ -4,6 +4,9 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cni, requireBuild, type CniCall } from '../helpers/exec.ts';
+import { strictStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 
 const LINKS = ['macvlan', 'sriov', 'whereabouts', 'underlay-macvlan', 'underlay-sriov', 'underlay-ipam'];
 const ALL_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
