@@ -31,7 +31,7 @@ processes_left() {
   mine=$(awk -v root=$$ '{ parent[$1] = $2 } END { for (p in parent) { q = p; while (q > 1 && q != root) q = parent[q]; if (q == root) print p } }' <<<"$table")
   while read -r pid _ args; do
     grep -qxF "$pid" <<<"$mine" && continue
-    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "UNDERLAY_TEST_RUN=$UNDERLAY_TEST_RUN" && echo "process $pid $args"
+    { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qxF "UNDERLAY_TEST_RUN=$UNDERLAY_TEST_RUN" && echo "process $pid $args"
   done <<<"$table"
   return 0
 }

@@ -18,8 +18,10 @@ capture.strict = false;
 const realWrite = process.stderr.write.bind(process.stderr);
 const show = process.env.UNDERLAY_TEST_STDERR === 'show';
 let untaken = 0;
+let file = '';
 
-beforeEach(() => {
+beforeEach((context) => {
+  file ||= context.task.file.name;
   capture.lines = [];
   let partial = '';
   process.stderr.write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
@@ -44,7 +46,7 @@ afterEach(() => {
 });
 
 afterAll(() => {
-  if (untaken > 0 && !show) realWrite(`[stderr] ${untaken} line(s) written to stderr by this file's tests were not asserted (UNDERLAY_TEST_STDERR=show prints them)\n`);
+  if (untaken > 0 && !show) realWrite(`[stderr] ${file}: ${untaken} line(s) its tests wrote to stderr were not asserted (UNDERLAY_TEST_STDERR=show prints them)\n`);
 });
 
 const CNI_STATE = '/var/lib/cni';
