@@ -4,7 +4,7 @@ import { Code, CniError } from '../lib/cni/errors.ts';
 import { parseCniArgs } from '../lib/cni/env.ts';
 import { parseResult, type IpConfig, type Result } from '../lib/cni/result.ts';
 import type { Invocation, Plugin } from '../lib/cni/skel.ts';
-import { log } from '../lib/log.ts';
+import { escaped, log } from '../lib/log.ts';
 import { formatAddr, parseCidr } from './alloc/addr.ts';
 import type { Claimant } from './alloc/allocator.ts';
 import { poolName } from './alloc/names.ts';
@@ -144,7 +144,7 @@ async function del(inv: Invocation): Promise<void> {
     const deadline = operationDeadline();
     for (const target of targetsOf(opened.config)) {
       const released = await opsFor(target).release(store, target, who, deadline);
-      if (released.length === 0) log.debug(`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
+      if (released.length === 0) log.debug(escaped`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
     }
   });
 }

@@ -17,7 +17,7 @@
 //     for that pod: a leak GC repairs), or a hint too low (extra reads) or too high (a free address
 //     skipped until GC resets the hints): each costs reads or an address, never uniqueness.
 //  4. Overlapping ranges keep the reservation-before-lease order of lease/single.ts.
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { applyChange, lowestFree, newAllocation, planAssign, sameInstance, withAllocatable, type Claimant } from '../alloc/allocator.ts';
 import { addressAt } from '../alloc/ranges.ts';
 import { claimName, clip, indexName, nextShard, raiseHint, shardName, shardOf, startShard } from '../alloc/shards.ts';
@@ -57,7 +57,7 @@ async function reuse(
     const name = reservationOf(target, offset);
     const judged = judgeReservation(await store.readReservation(name, deadline), name, who, now, target.networkName, held);
     if (judged === 'taken') {
-      log.warn(`pool ${target.name}: ${addressAt(target.range, offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
+      log.warn(escaped`pool ${target.name}: ${addressAt(target.range, offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
       skip.add(key);
       await removeOwn(store, target, offset, held.id, deadline);
       return FRESH;

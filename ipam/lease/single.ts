@@ -8,7 +8,7 @@
 //        reservation turns out to be another pod's after the swap is withdrawn before it is returned.
 //   DEL: releases only the leases whose current container ID is the DEL's (never by pod), then their
 //        reservations while they still belong to them (lease/remove.ts).
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { applyChange, findByContainer, findPredecessor, isEmptyChange, lowestFree, planAssign, planRelease, planRemove, withAllocatable, type Claimant } from '../alloc/allocator.ts';
 import { addressAt } from '../alloc/ranges.ts';
 import type { IpamStore, PoolRecord, Write } from '../store/types.ts';
@@ -60,7 +60,7 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
       }
       if (plan.kind === 'existing') {
         // Our lease, another pod's reservation: the address is in use twice. Give ours up for a new one.
-        log.warn(`pool ${target.name}: ${addressAt(target.range, plan.offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
+        log.warn(escaped`pool ${target.name}: ${addressAt(target.range, plan.offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
         pool = applyChange(pool, { set: [], remove: [key] });
       }
       skip.add(key);
