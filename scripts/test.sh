@@ -18,7 +18,7 @@ machine_state() {
     ip netns list 2>/dev/null | awk '{ print "netns " $1 }'
     ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print "link " $2 }'
     awk '$5 ~ /^\/run\/netns\// { print "mount " $5 }' /proc/self/mountinfo
-    for path in /tmp/underlay-* /var/lib/cni /var/lib/cni/*; do [ -e "$path" ] && echo "path $path"; done
+    for path in /tmp/underlay-* /var/lib/cni /var/lib/cni/*; do if [ -e "$path" ]; then echo "path $path"; fi; done
   } | LC_ALL=C sort -u
 }
 
