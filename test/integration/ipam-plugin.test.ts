@@ -10,6 +10,9 @@ import { ipamPlugin } from '../../ipam/plugin.ts';
 import { type InvocationSpec, failure, invocation } from '../helpers/ipam-invocation.ts';
 import { createReservation, poolNames, readPool, reservationNames } from '../helpers/store.ts';
 import { scratchDir, useStores } from '../helpers/stores.ts';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 
 type Ipam = Record<string, unknown>;
 
@@ -136,6 +139,7 @@ for (const store of stores) {
         await del(ipam);
         await del(ipam);
         await del({ type: 'whereabouts', range: 'not-a-range', ...at });
+        expect(takeStderr()).toEqual([expect.stringMatching(/\[warning\] .*DEL: nothing to release: invalid network config: ipam\.range = "not-a-range" is not a CIDR/)]);
         // A DEL creates no store (file), and no record in any store.
         if (store.kind === 'file') expect(existsSync(at.file_store_dir as string)).toBe(false);
         const records = await store.open(ipam);
@@ -248,6 +252,7 @@ describe('the file store only: its own directories, files and locks', () => {
 describe('without a usable store', () => {
   it('DEL succeeds for a datastore "etcd" that names no endpoint: nothing was leased there', async () => {
     await del({ type: 'whereabouts', range: '10.9.0.0/24', datastore: 'etcd' });
+    expect(takeStderr()).toEqual([expect.stringMatching(/\[warning\] .*DEL: nothing to release: .*needs ipam\.etcd_host or ipam\.etcd_endpoints/)]);
   });
 
   it('DEL fails with code 11 within its deadline when the store cannot be reached, so the runtime retries it', async () => {

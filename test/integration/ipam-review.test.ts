@@ -24,6 +24,9 @@ import { type InvocationSpec, failure, invocation } from '../helpers/ipam-invoca
 import { createReservation, deleteReservation, poolNames, readPool, readReservation, replaceReservation, reservationNames, soon, writePool } from '../helpers/store.ts';
 import { scratchDir, useStores } from '../helpers/stores.ts';
 import { counting, flaky, pausing } from '../store/faults.ts';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 
 type Ipam = Record<string, unknown>;
 const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (await ipamPlugin.add(invocation({ ipam, ...spec }))).ips!.map((ip) => ip.address);
@@ -183,6 +186,7 @@ for (const store of stores) {
           expect((await failure(addresses(ipam))).code).toBe(7);
           await del(ipam);
           await ipamPlugin.gc(invocation({ ipam, verb: 'GC', extra: { 'cni.dev/valid-attachments': [] } }));
+          expect(takeStderr()).toEqual([expect.stringMatching(/\[warning\] .*DEL: nothing to release: invalid network config: ipam\./), expect.stringMatching(/\[warning\] .*GC: nothing to release: invalid network config: ipam\./)]);
         }
       });
     });
