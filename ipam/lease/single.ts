@@ -14,7 +14,7 @@ import { addressAt } from '../alloc/ranges.ts';
 import type { IpamStore, PoolRecord, Write } from '../store/types.ts';
 import type { PoolOps } from './pool.ts';
 import { commitAdd, fitsOneCommit, poolWrite, readForRead, readForWrite } from './records.ts';
-import { removeLeases, type Drop } from './remove.ts';
+import { removeWithRetries, type Drop } from './remove.ts';
 import { judgeReservation, stillOurs } from './reservations.ts';
 import { CONFLICT, withRetries } from './retry.ts';
 import { exhausted, reservationOf, type Lease, type PodGone, type PoolTarget, type Released } from './target.ts';
@@ -24,10 +24,9 @@ const reservationDrops = (target: PoolTarget) => (released: ReadonlyArray<Releas
 
 /** Removes the leases `pick` chooses on the record's current content, re-chosen on every attempt. */
 function removeWhere(store: IpamStore, target: PoolTarget, deadline: number, pick: (pool: PoolRecord) => string[]): Promise<Released[]> {
-  return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+  return removeWithRetries(store, `ipam: pool ${target.name}`, deadline, async () => {
     const snapshot = await readForRead(store, target, target.name, deadline);
-    const keys = pick(snapshot.pool);
-    return removeLeases(store, { record: target.name, snapshot, keys, drops: reservationDrops(target) }, deadline);
+    return { record: target.name, snapshot, keys: pick(snapshot.pool), drops: reservationDrops(target) };
   });
 }
 

@@ -215,6 +215,23 @@ for (const store of stores) {
       });
     });
 
+    describe('a DEL whose pool write applied but whose answer was lost', () => {
+      for (const cidr of ['10.82.0.0/24', '10.82.0.0/21']) {
+        it(`drops the reservation (and claim) all the same on its retry (${cidr})`, async () => {
+          const ipam = { type: 'whereabouts', range: cidr, ...store.fresh() };
+          const records = await store.open(ipam);
+          const A = target(cidr, '');
+          const who: Claimant = { id: 'c1', podref: 'ns/p', ifname: 'net1', network: 'n' };
+          await take(A, records, who);
+          // The first commit that frees the lease takes effect, then its reply is lost (StoreUnavailable).
+          const lossy = flaky(records, (call) => call.method === 'commit' && (call.writes ?? []).some((w) => isLeaseWrite(w)), 1, 'after');
+          expect(await give(A, lossy, who)).toEqual([]); // the retry finds nothing left to release...
+          expect(lossy.failed).toBe(1);
+          expect(await reservationNames(records)).toEqual([]); // ...and still drops what went with it
+        });
+      }
+    });
+
     describe('a pool of 1024 addresses (finding 9)', () => {
       it('is kept in one whereabouts IPPool record', async () => {
         const ipam = { type: 'whereabouts', range: '10.80.0.0/22', ...store.fresh() };
