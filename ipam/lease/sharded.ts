@@ -20,7 +20,7 @@
 import { escaped, log } from '../../lib/log.ts';
 import { applyChange, lowestFree, newAllocation, planAssign, sameInstance, withAllocatable, type Claimant } from '../alloc/allocator.ts';
 import { addressAt } from '../alloc/ranges.ts';
-import { claimName, clip, indexName, nextShard, raiseHint, shardName, shardOf, startShard } from '../alloc/shards.ts';
+import { claimName, clip, indexName, nextShard, raiseHint, scanOrder, shardName, shardOf, startShard } from '../alloc/shards.ts';
 import type { IpamStore, Reservation, Versioned, Write } from '../store/types.ts';
 import { ensureIndex } from './migrate.ts';
 import { commitAdd, commitOne, createWrite, fitsOneCommit, poolWrite, readForWrite, replaceWrite, type Snapshot } from './records.ts';
@@ -102,7 +102,9 @@ const isPredecessorClaim = (claim: Reservation, who: Claimant): boolean =>
 async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number, podGone?: PodGone): Promise<Lease> {
   const skip = new Set<string>();
   const claim = claimName(target.name, who.podref, who.ifname);
+  let attempts = 0;
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+    const contended = attempts++ > 0; // an earlier attempt lost a race (or met an outage)
     const now = new Date().toISOString();
     const index = await ensureIndex(store, target, deadline);
     let existing = await store.readReservation(claim, deadline);
@@ -118,15 +120,22 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
 
     const start = nextShard(target.range, startShard(index.value, target.range));
     let found: { offset: bigint; reservation?: Write; snapshot: Snapshot } | undefined;
-    for (let shard = start; shard !== undefined && !found; shard = nextShard(target.range, shard + 1n)) {
+    const seenFull = new Set<bigint>();
+    for (const shard of scanOrder(target.range, start, contended)) {
       const snapshot = await readForWrite(store, target, shardName(target.name, shard), deadline);
       const picked = await pickInShard(store, target, snapshot, shard, who, now, skip, deadline);
-      if (picked) found = { ...picked, snapshot };
+      if (picked) {
+        found = { ...picked, snapshot };
+        break;
+      }
+      seenFull.add(shard);
     }
-    // Every shard before `full` was seen full of leases (not of other pools' reservations, which may go
-    // without this index hearing of it) since the index was read: raise the hint. A lost swap is fine
-    // (a DEL lowered it meanwhile, or another ADD raised it).
-    let full = found ? shardOf(found.offset) : shardOf(target.range.last) + 1n;
+    // Every shard from `start` to `full` was seen full of leases (not of other pools' reservations,
+    // which may go without this index hearing of it) since the index was read: raise the hint. A lost
+    // swap is fine (a DEL lowered it meanwhile, or another ADD raised it).
+    let full = start;
+    while (full !== undefined && seenFull.has(full)) full = nextShard(target.range, full + 1n);
+    full ??= shardOf(target.range.last) + 1n;
     for (const key of skip) if (shardOf(BigInt(key)) < full) full = shardOf(BigInt(key));
     if (start !== undefined && full > start) {
       await commitOne(store, poolWrite(indexName(target.name), raiseHint(index.value, target.range, full), index.version), deadline);
