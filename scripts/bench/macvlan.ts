@@ -78,7 +78,7 @@ export async function main(args: ReadonlyArray<string>): Promise<void> {
     report(candidates, version, bare, traced, rounds);
   } finally {
     sh(`ip netns del ${tag}; ip link del ${master}`);
-    await etcd?.stop();
+    await etcd?.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
 }
