@@ -11,7 +11,6 @@ import { poolName } from './alloc/names.ts';
 import { cidrAt } from './alloc/ranges.ts';
 import { loadIpamConfig, type IpamConfig } from './config/load.ts';
 import { IPAM_ARGS } from './config/static.ts';
-import { collectGarbage } from './gc/collect.ts';
 import { opsFor } from './lease/pool.ts';
 import { operationDeadline, retryStats } from './lease/retry.ts';
 import type { Lease, PoolTarget } from './lease/target.ts';
@@ -180,6 +179,7 @@ async function gc(inv: Invocation): Promise<void> {
   const opened = await openTolerant(inv, 'GC');
   if (!opened) return;
   const { config } = opened;
+  const { collectGarbage } = await import('./gc/collect.ts');
   const outcome = await withStore(opened.store, (store) => collectGarbage(store, targetsOf(config), config.network, valid, operationDeadline()));
   log.info(`GC: released ${outcome.released} leases, removed ${outcome.orphansRemoved} orphaned records`);
 }
