@@ -1,9 +1,11 @@
-// Pods on the simulated API server in the states a reconciler must tell apart, and a kubeconfig file
-// for it, for tests that run the IPAM or `underlay reconcile` against it.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// Pods on the simulated API server in the states a reconciler must tell apart, a kubeconfig file for
+// it, and the grants of deploy/'s RBAC as its rules, for tests that run the IPAM or `underlay
+// reconcile` against it.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KubeApiServer } from './kube-apiserver.ts';
+import { loadAll } from 'js-yaml';
+import type { KubeApiServer, Rule } from './kube-apiserver.ts';
 
 export interface PodSpec {
   phase?: 'Pending' | 'Running' | 'Succeeded' | 'Failed';
@@ -66,4 +68,25 @@ export function kubeconfigFile(server: KubeApiServer, namespace = 'kube-system',
   const path = join(dir, 'kubeconfig');
   writeFileSync(path, server.kubeconfig(user, namespace), { mode: 0o600 });
   return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+interface RbacDoc {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>;
+}
+
+/**
+ * The grants of a manifest's Roles and ClusterRoles (deploy/rbac-*.yaml) as the server's rules for
+ * user `who`: a Role's in its namespace (or `roleNamespace`, as a kustomize component moves it), a
+ * ClusterRole's everywhere. The bindings are taken as given: every role of the file is `who`'s.
+ */
+export function rulesOf(manifest: string, who: string, roleNamespace?: string): Rule[] {
+  const docs = loadAll(readFileSync(manifest, 'utf8')) as RbacDoc[];
+  return docs.filter((d) => d.kind === 'Role' || d.kind === 'ClusterRole').flatMap((d) => (d.rules ?? []).map((rule): Rule => ({
+    who,
+    verbs: rule.verbs,
+    resources: rule.resources.flatMap((r) => rule.apiGroups.map((g) => (g ? `${r}.${g}` : r))),
+    ...(d.kind === 'Role' && { namespaces: [roleNamespace ?? d.metadata.namespace!] }),
+  })));
 }
