@@ -6,6 +6,8 @@
 // and change nothing. The main case runs through the BUILT executable; the races run in-process, so
 // the server can slip a pod and its ADD in between two of the reconciler's reads.
 import { execa } from 'execa';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { formatAddr, parseAddr } from '../../ipam/alloc/addr.ts';
@@ -13,12 +15,14 @@ import { poolName } from '../../ipam/alloc/names.ts';
 import { KubernetesPods } from '../../ipam/gc/pods.ts';
 import { reconcile, type Freed, type ReconcileOutcome } from '../../ipam/gc/reconcile.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
 import type { Allocation, Reservation } from '../../ipam/store/types.ts';
 import { BIN, requireBuild } from '../helpers/exec.ts';
 import { KubeApiServer, type LoggedRequest, type ServerOptions } from '../helpers/kube-apiserver.ts';
 import { createPod, deletePod, kubeconfigFile, rulesOf, setNetworkStatus } from '../helpers/kube-pods.ts';
 import { storeOn } from '../helpers/kube-store.ts';
 import { invocation } from '../helpers/ipam-invocation.ts';
+import { readPool } from '../helpers/store.ts';
 
 const soon = (): number => Date.now() + 10_000;
 const NAMESPACES = ['default', 'kube-system', 'apps', 'batch', 'underlay-system'];
@@ -252,7 +256,7 @@ describe('underlay reconcile (the built executable)', () => {
     expect(again.out).toMatch(/^reconcile: 3 pools .* freed 0 leases and 0 reservations/m);
   });
 
-  it('finds the pools in --pool-namespace, whatever the kubeconfig context says', async () => {
+  it('finds the pools in --pool-namespace, whatever the kubeconfig context says, or in a file store with --dir', async () => {
     const r = await startRig();
     const uid = createPod(r.server, 'default/p-0', { nodeName: 'node-1' });
     const address = await add(ipamFor(r, '10.63.0.0/24'), 'c-p-0', 'default/p-0', uid);
@@ -266,6 +270,20 @@ describe('underlay reconcile (the built executable)', () => {
       expect(summary((JSON.parse(here.out) as ReconcileOutcome).freed)).toEqual([`lease 10.63.0.0-24 ${address} default/p-0`]);
     } finally {
       elsewhere.cleanup();
+    }
+    // Pools in a file store, pods from the kubeconfig.
+    const dir = mkdtempSync(join(tmpdir(), 'underlay-reconcile-'));
+    try {
+      const fileIpam = { type: 'whereabouts', range: '10.65.0.0/24', file_store_dir: dir };
+      const live = createPod(r.server, 'default/f-0', { nodeName: 'node-1' });
+      await add(fileIpam, 'c-f-0', 'default/f-0', live);
+      const gone = await add(fileIpam, 'c-f-1', 'default/f-1', 'uid-of-a-pod-long-gone');
+      const run = await reconcileCli(r, ['--json', '--kubeconfig', r.kubeconfig, '--dir', dir]);
+      expect(run.code, run.err).toBe(0);
+      expect(summary((JSON.parse(run.out) as ReconcileOutcome).freed)).toEqual([`lease 10.65.0.0-24 ${gone} default/f-1`]);
+      expect(Object.values((await readPool(new FileStore(dir), '10.65.0.0-24'))!.value.allocations).map((a) => a.id)).toEqual(['c-f-0']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
     expect((await reconcileCli(r, ['--dir', '/tmp', '--pool-namespace', 'x'])).code).toBe(2);
     const usage = await reconcileCli(r, ['--help']);
