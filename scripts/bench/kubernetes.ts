@@ -7,6 +7,7 @@
 // {"ipamStats":...} line every IPAM process prints on stderr with UNDERLAY_IPAM_STATS=1.
 // Targets, against this server: >= 29 allocations/s (5x whereabouts v0.8.1's 5.8/s on a real
 // kube-apiserver, where its cluster-wide leader lease serializes every ADD) and p99 < 2 s.
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { KubeApiServer } from '../../test/helpers/kube-apiserver.ts';
 import { requireBuild } from '../../test/helpers/exec.ts';
@@ -22,6 +23,16 @@ function option(args: ReadonlyArray<string>, name: string, fallback: number): nu
   const value = i >= 0 ? Number(args[i + 1]) : fallback;
   if (!Number.isInteger(value) || value <= 0) throw new Error(`bench kubernetes: ${name} needs a positive integer`);
   return value;
+}
+
+/** CPU ms of the children this process has waited for (Linux: cutime + cstime of /proc/self/stat). */
+function childrenCpuMs(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100; // clock ticks; USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
 }
 
 /** The range fields of a pool of exactly `size` addresses, starting at 10.90.0.1. */
@@ -43,7 +54,11 @@ export async function main(args: ReadonlyArray<string>): Promise<void> {
   try {
     const range = rangeOf(size);
     console.log(`\nKubernetes store: ${workers} callers x ${adds} ADDs (one process each) on a pool of ${size} addresses (${String(range.range)}), in-test API server; ${cpus().length} CPUs, load ${loadavg()[0]!.toFixed(2)}`);
+    const cpu0 = process.cpuUsage();
+    const children0 = childrenCpuMs();
     const { runs, wallMs } = await fillPool({ kubeconfig: file.path, workers, perWorker: adds, range });
+    const cpu = process.cpuUsage(cpu0);
+    const children1 = childrenCpuMs();
     const ok = runs.filter((r) => r.code === 0);
     const failed = runs.length - ok.length;
     const distinct = new Set(ok.map((r) => r.address)).size;
@@ -59,6 +74,9 @@ export async function main(args: ReadonlyArray<string>): Promise<void> {
     ]));
     console.log(`${ok.length} allocations (${distinct} distinct, ${failed} failed) in ${(wallMs / 1000).toFixed(1)} s: ${rate.toFixed(1)} allocations/s`);
     console.log(`per allocation: ${(sum((s) => s.requests ?? 0) / runs.length).toFixed(2)} requests, ${(sum((s) => s.conflicts) / runs.length).toFixed(2)} conflicts, ${(sum((s) => s.outages) / runs.length).toFixed(2)} outages`);
+    const serverMs = (cpu.user + cpu.system) / 1000 / runs.length;
+    const childMs = children0 !== undefined && children1 !== undefined ? `, the IPAM processes ${((children1 - children0) / runs.length).toFixed(1)} ms` : '';
+    console.log(`CPU per allocation: the in-test API server (this process) ${serverMs.toFixed(1)} ms${childMs}`);
     console.log(`target: >= ${TARGET_RATE} allocations/s: ${rate >= TARGET_RATE && failed === 0 ? 'met' : 'missed'} (${rate.toFixed(1)}/s)`);
     console.log(`target: p99 < ${TARGET_P99_MS} ms: ${p99 < TARGET_P99_MS ? 'met' : 'missed'} (${p99.toFixed(0)} ms)`);
     if (failed > 0 || distinct !== ok.length) console.log(`FAILED: ${failed} ADDs failed, ${ok.length - distinct} addresses handed out twice`);
