@@ -388,6 +388,23 @@ describe('underlay reconcile while pods come and go', () => {
     expect(await reservationNames(r)).toContain('10.72.0.9');
   });
 
+  it('frees an IPv6 lease of a /64 (a pool in shards) and its reservation and claim, and nothing else', async () => {
+    const r = await startRig();
+    const ipam = ipamFor(r, 'fd00:10::/64', { network_name: 'v6' });
+    const live = createPod(r.server, 'default/six-0', { nodeName: 'node-1' });
+    const kept = await add(ipam, 'c-six-0', 'default/six-0', live);
+    const lost = createPod(r.server, 'default/six-1', { nodeName: 'node-lost' });
+    const freed = await add(ipam, 'c-six-1', 'default/six-1', lost);
+    deletePod(r.server, 'default/six-1', { force: true });
+    expect(await reservationNames(r)).toEqual(['v6-fd00-10--1', 'v6-fd00-10--2']);
+    const outcome = await inProcess(r);
+    expect(summary(outcome.freed)).toEqual([`lease v6-fd00-10---64 ${freed} default/six-1`]);
+    expect([...(await leases(r)).keys()]).toEqual([`v6-fd00-10---64 ${kept}`]);
+    expect(await reservationNames(r)).toEqual([`v6-${kept.replace(/:/g, '-')}`]);
+    const claims = (await storeOn(r.server).listReservations('v6-fd00-10---64.claim.', soon())).map((c) => c.value.podref);
+    expect(claims).toEqual(['default/six-0']);
+  });
+
   it('frees nothing of a pod it cannot read again, and says so', async () => {
     const r = await startRig();
     const ipam = ipamFor(r, '10.73.0.0/24');
