@@ -3,10 +3,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
 import { loadIpamConfig, type IpamConfig } from '../../ipam/config/load.ts';
 import { spanOf } from '../../ipam/alloc/ranges.ts';
 import { openStore } from '../../ipam/store/open.ts';
 import { failure as rejection, invocation, tempStoreDir, type InvocationSpec, thrown } from '../helpers/ipam-invocation.ts';
+
+strictStderr();
 
 const load = (ipam: Record<string, unknown>, spec: Partial<InvocationSpec> = {}, flatFilePaths: string[] = []): IpamConfig =>
   loadIpamConfig(invocation({ ipam, ...spec }), { flatFilePaths, env: {} });
@@ -108,6 +111,7 @@ describe('static addresses', () => {
     const both = { ...args, runtimeConfig: { ips: ['172.16.0.7'] } };
     expect(load(ranges, { extra: both }).addresses.map((a) => a.address)).toEqual(['172.16.0.7/32']);
     expect(load(ranges, { extra: { runtimeConfig: { ips: ['10.0.0.77'] } } }).addresses.map((a) => a.address)).toEqual(['10.0.0.77/24']);
+    expect(takeStderr()).toEqual([expect.stringContaining('static address 10.0.0.77/24 lies inside ipam.range 10.0.0.0/24 but is not leased there')]);
   });
   it('refuses a malformed address, naming where it came from', () => {
     expect(failure(() => load(ranges, { args: 'IP=nope' })).message).toContain('CNI_ARGS IP = "nope"');
