@@ -3,9 +3,10 @@
 // kept of a pod: its UID, whether it is being deleted, and the addresses its network-status annotation
 // says it has (Multus writes it once the pod's networks are up; a Pending pod may have none yet).
 import { formatAddr, parseAddr } from '../alloc/addr.ts';
-import { KubeClient, type KubeObject, type ResourceType } from '../../lib/kube/client.ts';
+import { KubeClient, type KubeObject } from '../../lib/kube/client.ts';
 import { KubeError } from '../../lib/kube/errors.ts';
 import type { KubeConnection } from '../../lib/kube/kubeconfig.ts';
+import { PODS } from '../../lib/kube/pods.ts';
 
 export interface PodState {
   /**
@@ -31,8 +32,6 @@ export interface PodSource {
   readonly requests: number;
   close(): void;
 }
-
-const PODS: ResourceType = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
 
 /** Multus' annotation, and the name it had before Multus 4. */
 const NETWORK_STATUS = ['k8s.v1.cni.cncf.io/network-status', 'k8s.v1.cni.cncf.io/networks-status'];

@@ -147,19 +147,24 @@ describe('underlay reconcile (the built executable)', () => {
     const lostBlue = await add(blue, 'c-lost-0', 'default/lost-0', lostUid, 'net2');
     deletePod(server, 'default/lost-0', { force: true }); // force-deleted: its node is lost
 
-    // A StatefulSet pod re-created under the same name: the old UID's lease goes, the new pod's stays.
+    // A StatefulSet pod re-created under the same name, whose ADD could not tell that the old pod is
+    // gone (the API did not answer its GET), so it got another address: the old UID's lease goes, the
+    // new pod's stays.
     const db1 = createPod(server, 'apps/db-0', { nodeName: 'node-lost' });
     const dbOld = await add(plain, 'c-db-0-a', 'apps/db-0', db1);
     deletePod(server, 'apps/db-0', { force: true });
     const db2 = createPod(server, 'apps/db-0', { nodeName: 'node-2' });
+    server.inject({ method: 'GET', path: /\/namespaces\/apps\/pods\/db-0$/, status: 403, message: 'pods "db-0" is forbidden' });
     const dbNew = await add(plain, 'c-db-0-b', 'apps/db-0', db2);
+    expect(dbNew).not.toBe(dbOld);
     setNetworkStatus(server, 'apps/db-0', [dbNew]);
-    // Re-created, and the new pod holds the old lease: taken over (the lease carries the new UID) ...
+    // Re-created, and the new pod holds the old lease: its ADD took it over (the lease carries the new UID) ...
     const cache1 = createPod(server, 'apps/cache-0', { nodeName: 'node-1' });
     const cacheAddr = await add(plain, 'c-cache-0-a', 'apps/cache-0', cache1);
     deletePod(server, 'apps/cache-0', { force: true });
-    const cache2 = createPod(server, 'apps/cache-0', { nodeName: 'node-2', addresses: [cacheAddr] });
-    await takeOver(r, '10.60.0.0-24', cacheAddr, { id: 'c-cache-0-b', poduid: cache2 });
+    const cache2 = createPod(server, 'apps/cache-0', { nodeName: 'node-2' });
+    expect(await add(plain, 'c-cache-0-b', 'apps/cache-0', cache2)).toBe(cacheAddr);
+    setNetworkStatus(server, 'apps/cache-0', [cacheAddr]);
     // ... or still under the old UID, but the new pod's network-status says it has the address.
     const kv1 = createPod(server, 'apps/kv-0', { nodeName: 'node-1' });
     const kvAddr = await add(plain, 'c-kv-0-a', 'apps/kv-0', kv1);
@@ -292,19 +297,6 @@ describe('underlay reconcile (the built executable)', () => {
     expect([outside.code, outside.err]).toEqual([1, expect.stringContaining('KUBERNETES_SERVICE_HOST') as unknown]);
   });
 });
-
-/** The lease at `address` and its reservation as an ADD that takes them over for a new pod leaves them: a new container and UID. */
-async function takeOver(r: Rig, pool: string, address: string, change: Partial<Allocation>): Promise<void> {
-  const store = storeOn(r.server);
-  const current = (await store.readPool(pool, soon()))!;
-  const offset = (parseAddr(address)!.value - parseAddr(current.value.range.split('/')[0]!)!.value).toString();
-  const allocations = { ...current.value.allocations, [offset]: { ...current.value.allocations[offset]!, ...change } };
-  expect(await store.commit([{ kind: 'pool', name: pool, expected: current.version, value: { ...current.value, allocations } }], soon())).toHaveLength(1);
-  const reservation = (await store.readReservation(address, soon()))!;
-  const value = { ...reservation.value, ...(change.id && { containerid: change.id }), ...(change.poduid && { poduid: change.poduid }) };
-  expect(await store.commit([{ kind: 'reservation', name: address, expected: reservation.version, value }], soon())).toHaveLength(1);
-  await store.close();
-}
 
 describe('underlay reconcile while pods come and go', () => {
   it('spares a pod created between the pool listing and the pod listing', async () => {
