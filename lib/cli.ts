@@ -20,6 +20,11 @@ stdin. Run as "underlay", it helps you look at what the plugins did:
   underlay ipam ls [--json] [--dir DIR]      list address pools with used and free counts
   underlay ipam show POOL [--json] [--dir DIR]
                                              list the leases of one pool: address, pod, container
+  underlay reconcile [--dry-run] [--json] [--kubeconfig FILE] [--pool-namespace NS]
+                                             free the addresses of pods that no longer exist
+                                             (what the reconciler CronJob runs; pods and pools
+                                             from the pod's service account by default; see
+                                             "underlay reconcile --help")
   underlay install [--once] [--force] [--cni-bin-dir DIR] [--kubeconfig FILE] ...
                                              install the executable and plugin links on this
                                              node and keep the IPAM's kubeconfig current (what
@@ -47,6 +52,8 @@ export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
       return 0;
     case 'ipam':
       return runIpamCli([...rest]);
+    case 'reconcile':
+      return (await import('../ipam/gc/reconcile-cli.ts')).runReconcileCli(rest);
     case 'install':
       return (await import('./install/main.ts')).runInstall(rest);
     default:
