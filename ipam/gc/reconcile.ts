@@ -300,7 +300,7 @@ export async function reconcile(store: IpamStore, pods: PodSource, options: Reco
       continue;
     }
     try {
-      const collected = await opsFor(target).collect(store, target, (a) => keys.has(leaseKey(a)), options.deadline(), options.graceMs);
+      const collected = await (await opsFor(store, target, options.deadline())).collect(store, target, (a) => keys.has(leaseKey(a)), options.deadline(), options.graceMs);
       for (const [offset, a] of collected.released) outcome.freed.push(leaseFreed(target, offset, a, keys.get(leaseKey(a))!));
       outcome.repaired += collected.repaired;
     } catch (err) {

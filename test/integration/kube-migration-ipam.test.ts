@@ -127,20 +127,15 @@ describe("taking over whereabouts' leases through the IPAM, with Underlay's CRDs
   });
 
   it('every address leased in whereabouts\' IPPool is still there for whereabouts, now under the new container, with its reservation', () => {
-    for (const a of all.filter((x) => !beyondShard0(x))) expectTakenForWhereabouts(cluster.server, a, containerOf(a), false);
+    for (const a of all) expectTakenForWhereabouts(cluster.server, a, containerOf(a), false);
   });
 
-  // FINDING (Underlay's IPAM, ipam/lease/migrate.ts): a pool bigger than one shard (1,024 addresses) is
-  // migrated on its first touch: whereabouts' leases beyond the first 1,024 addresses are MOVED out of
-  // the IPPool whereabouts reads (here fd00::1:0 of fd00---64, 10.10.5.220 and 10.10.15.254 of
-  // 10.10.0.0-20) into shard records whereabouts never reads, and the leases Underlay gives out there
-  // later are only ever in those records. A whereabouts still running beside Underlay (the migration's
-  // step 3, deploy/README.md) then reads those addresses as free: with enable_overlapping_ranges on (its
-  // default since v0.8) the reservation still stops it, with it off it hands them out a second time.
-  it.fails('FINDING: leases of a big pool beyond its first 1,024 addresses stay in the IPPool whereabouts reads', () => {
-    const moved = all.filter(beyondShard0);
-    expect(moved.map(addressOf).sort()).toEqual(['10.10.15.254', '10.10.5.220', 'fd00::1:0']);
-    for (const a of moved) expectTakenForWhereabouts(cluster.server, a, containerOf(a), false);
+  // A big pool whereabouts wrote stays its one IPPool (lease/pool.ts): leases beyond its first 1,024
+  // addresses, old and new, are where a whereabouts still running beside Underlay reads them.
+  it('leases of a big pool beyond its first 1,024 addresses stay in the IPPool whereabouts reads', () => {
+    const beyond = all.filter(beyondShard0);
+    expect(beyond.map(addressOf).sort()).toEqual(['10.10.15.254', '10.10.5.220', 'fd00::1:0']);
+    for (const a of beyond) expectTakenForWhereabouts(cluster.server, a, containerOf(a), false);
   });
 
   it('DEL releases each lease and its reservation (and a big pool\'s claim): nothing is left', async () => {
@@ -165,9 +160,8 @@ describe("taking over whereabouts' leases through the IPAM, with whereabouts' ow
     cluster = await whereaboutsCluster(false);
   });
   afterAll(() => cluster.close());
-  // Big pools need Underlay's own kinds (claims, indexes): without its CRDs they are refused.
-  const small = [...FIXTURE_ATTACHMENTS, ...NEW_ATTACHMENTS].filter((a) => !isSharded(parseCidr(a.range)!));
-  const big = [...FIXTURE_ATTACHMENTS, ...NEW_ATTACHMENTS].filter((a) => isSharded(parseCidr(a.range)!));
+  // Big pools that whereabouts wrote stay one IPPool each, so they need none of Underlay's own kinds.
+  const small = [...FIXTURE_ATTACHMENTS, ...NEW_ATTACHMENTS];
 
   it('ADD returns each address it already has, and every lease is exactly whereabouts\' format', async () => {
     for (const a of small) {
@@ -179,14 +173,12 @@ describe("taking over whereabouts' leases through the IPAM, with whereabouts' ow
     for (const a of small) expectTakenForWhereabouts(cluster.server, a, containerOf(a), true);
   });
 
-  it("a big pool is refused with a message that names Underlay's CRDs, and whereabouts' IPPool keeps every lease", async () => {
-    const before = big.filter((a) => a.previous).map((a) => [a.pool, (cluster.server.object(IPPOOLS, 'kube-system', a.pool)!.spec as PoolRecord).allocations[a.offset.toString()]]);
-    for (const a of big) {
-      const run = await call('ADD', a, cluster.kubeconfig, containerOf(a));
-      expect(run.exitCode).not.toBe(0);
-      expect(String(run.json?.msg)).toMatch(/is not served: apply Underlay's CRDs \(deploy\/crds\)/);
-    }
-    expect(big.filter((a) => a.previous).map((a) => [a.pool, (cluster.server.object(IPPOOLS, 'kube-system', a.pool)!.spec as PoolRecord).allocations[a.offset.toString()]])).toEqual(before);
+  it("a big pool Underlay would create in shards is refused with a message that names Underlay's CRDs", async () => {
+    const fresh: Attachment = { pool: '10.30.0.0-20', range: '10.30.0.0/20', networkName: '', offset: 1n, podref: 'default/fresh', ifname: 'net1' };
+    const run = await call('ADD', fresh, cluster.kubeconfig, containerOf(fresh));
+    expect(run.exitCode).not.toBe(0);
+    expect(String(run.json?.msg)).toMatch(/is not served: apply Underlay's CRDs \(deploy\/crds\)/);
+    expect(cluster.server.object(IPPOOLS, 'kube-system', fresh.pool)).toBeUndefined();
   });
 
   it('DEL releases each lease and its reservation', async () => {
