@@ -1,8 +1,9 @@
-// CHECK: is the interface that ADD reported still what ADD made?
+// CHECK: is the interface that ADD reported still what ADD made? Judged on what one visit into the pod
+// read (lib/net/link.ts readInterfaceAndRoutes).
 import type { CmdArgs } from '../../lib/cni/env.ts';
 import { Code, CniError } from '../../lib/cni/errors.ts';
 import { familyOf, type Result } from '../../lib/cni/result.ts';
-import { findLink, listRoutes } from '../../lib/net/link.ts';
+import type { Link, RouteEntry } from '../../lib/net/schemas.ts';
 import type { MacvlanConf } from './config.ts';
 
 const fail = (msg: string): never => {
@@ -20,12 +21,12 @@ function canonical(cidr: string): string {
   return prefix === undefined ? text : `${text}/${prefix}`;
 }
 
-export function checkInterface(conf: MacvlanConf, env: CmdArgs, prev: Result): void {
+export function checkInterface(conf: MacvlanConf, env: CmdArgs, prev: Result, seen: { link: Link | undefined; routes: RouteEntry[] }): void {
   const index = (prev.interfaces ?? []).findIndex((iface) => iface.name === env.ifName && iface.sandbox === env.netns);
   if (index < 0) fail(`prevResult has no interface ${env.ifName} in sandbox ${env.netns}`);
   const expected = prev.interfaces![index]!;
 
-  const link = findLink(env.ifName, env.netns) ?? fail(`interface ${env.ifName} not found in ${env.netns}`);
+  const link = seen.link ?? fail(`interface ${env.ifName} not found in ${env.netns}`);
   const kind = link.linkinfo?.info_kind;
   if (kind !== 'macvlan') fail(`interface ${env.ifName} is of type ${kind ?? 'unknown'}, not macvlan`);
   const mode = link.linkinfo?.info_data?.mode;
@@ -41,7 +42,7 @@ export function checkInterface(conf: MacvlanConf, env: CmdArgs, prev: Result): v
   }
 
   if ((prev.routes ?? []).length === 0) return;
-  const routes = listRoutes(env.netns);
+  const { routes } = seen;
   for (const route of prev.routes ?? []) {
     const family = familyOf(route.dst);
     const found = routes.some(
