@@ -8,6 +8,7 @@ import type { Verb } from './env.ts';
 import { parseResult, type Result } from './result.ts';
 import type { Invocation, Plugin } from './skel.ts';
 import { escaped, log } from '../log.ts';
+import { mark } from '../trace.ts';
 import { DELEGATING_PLUGINS } from '../names.ts';
 
 /** Our own IPAM, loaded only when a config delegates to it (its modules cost every call that loads them). */
@@ -164,6 +165,7 @@ export async function delegateIpam(verb: Exclude<Verb, 'VERSION'>, inv: Invocati
   if (refuseLoop(verb, type, 0)) return undefined;
   const file = findInPath(type, inv.env.path);
   const local = await inProcessTarget(type, file);
+  if (local) mark('ipam loaded');
   if (local) {
     log.debug(escaped`IPAM ${verb} in-process (${type})`);
     const delegated: Invocation = { ...inv, verb, env: { ...inv.env, command: verb } };

@@ -119,8 +119,4 @@ export function batchText(commands: ReadonlyArray<IpCommand>): string {
   return commands.map((tokens) => `${tokens.join(' ')}\n`).join('');
 }
 
-/** Applies several changes with one spawn; stops at the first failing line, as `ip -batch` does. */
-export async function ipBatch(commands: ReadonlyArray<IpCommand>, netns?: string): Promise<void> {
-  if (commands.length === 0) return;
-  await runAsync(['ip', '-batch', '-'], { netns, input: batchText(commands) });
-}
+

@@ -1,9 +1,10 @@
-// Reading links and routes, and the one scripted visit into a pod's namespace that configures a new
-// interface: one spawn (nsenter → sh → ip) for rename, sysctls, addresses, link up and routes.
+// Reading links and routes, and the one scripted visit into a pod's namespace that makes and configures
+// a new interface: one spawn (sh → ip → nsenter → sh → ip) creates the link, renames it, sets the
+// sysctls, adds addresses, sets it up and adds routes.
 import { existsSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
-import { batchText, IpError, ipJson, parseIpJson, run, runAsync, type IpCommand } from './ip.ts';
+import { assertBatchSafe, batchText, IpError, ipJson, parseIpJson, run, runAsync, type IpCommand } from './ip.ts';
 import { LinkListSchema, RouteListSchema, type Link, type RouteEntry } from './schemas.ts';
 
 /** The link called `name` (with -d details and addresses), or undefined when there is none. */
@@ -87,7 +88,18 @@ export interface PodInterfacePlan {
   routes: ReadonlyArray<Route>;
   /** ip commands to run on the temporary name before anything else (mode-specific tweaks). */
   prepare?: ReadonlyArray<IpCommand>;
+  /**
+   * The ip command that makes the link, run first in the same spawn: in our own namespace ('host': it
+   * names the pod's namespace to make the link there) or in the pod's. If it fails the spawn exits
+   * with LINK_NOT_CREATED and nothing was made.
+   */
+  create?: { command: IpCommand; in: 'host' | 'pod' };
 }
+
+export const LINK_NOT_CREATED = 10;
+
+/** Makes the link in our namespace, then runs the pod's script inside the pod's (stdin passes through). */
+const HOST_THEN_POD = `set -f; create=$1 ns=$2 inner=$3; shift 3\nip $create || exit ${LINK_NOT_CREATED}\nexec nsenter --net="$ns" -- sh -c "$inner" sh "$@"`;
 
 function sysctlFiles(plan: PodInterfacePlan): string[] {
   const tmp = plan.temporaryName;
@@ -120,6 +132,7 @@ export function routeCommand(route: Route, ifName: string, ips: ReadonlyArray<Ip
  * caller deletes the link with removePodInterface.
  */
 export function configurePodInterface(plan: PodInterfacePlan): Link {
+  const create = plan.create ? (assertBatchSafe(...plan.create.command), plan.create.command.join(' ')) : '';
   const batch = batchText([
     ...(plan.prepare ?? []),
     ['link', 'set', 'dev', plan.temporaryName, 'name', plan.ifName],
@@ -134,7 +147,9 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
   // detection has settled, or the pod starts unable to reach it; a duplicate fails the ADD.
   const waitForDad = plan.ips.some((ip) => familyOf(ip.address) === 6 && ip.gateway !== undefined);
   const script = [
-    'ifname=$1 waitdad=$2; shift 2',
+    // The create command's tokens are checked words (no white space, quotes or "\\"): split, not globbed.
+    'ifname=$1 waitdad=$2 create=$3; shift 3; set -f',
+    `if [ -n "$create" ]; then ip $create || exit ${LINK_NOT_CREATED}; fi`,
     'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; { echo "$v" > "$f"; } 2>/dev/null; done',
     'ip -batch - || exit 1',
     'if [ -n "$waitdad" ]; then n=0; while pending=$(ip -6 -o addr show dev "$ifname" tentative) && [ -n "$pending" ]; do',
@@ -143,7 +158,10 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
     '  sleep 0.1; done; fi',
     'exec ip -j -d addr show dev "$ifname"',
   ].join('\n');
-  const out = run(['sh', '-c', script, 'sh', plan.ifName, waitForDad ? '1' : '', ...sysctlFiles(plan)], { netns: plan.netns, input: batch });
+  const args = [plan.ifName, waitForDad ? '1' : ''];
+  const out = plan.create?.in === 'host'
+    ? run(['sh', '-c', HOST_THEN_POD, 'sh', create, plan.netns, script, ...args, '', ...sysctlFiles(plan)], { input: batch })
+    : run(['sh', '-c', script, 'sh', ...args, create, ...sysctlFiles(plan)], { netns: plan.netns, input: batch });
   const link = parseIpJson(LinkListSchema, out.trim(), ['addr', 'show', 'dev', plan.ifName])[0];
   if (!link) throw new CniError(Code.Internal, `${plan.ifName} vanished from ${plan.netns} while it was configured`);
   return link;

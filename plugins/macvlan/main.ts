@@ -5,29 +5,29 @@ import { asCniError, Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import { parseResult, type Result } from '../../lib/cni/result.ts';
 import { atLeast } from '../../lib/cni/version.ts';
 import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
-import { assertBatchSafe, IpError, ipBatch } from '../../lib/net/ip.ts';
-import { configurePodInterface, deleteLinkOfKind, findLink, findLinkAsync, netnsGone, readInterfaceAndRoutes, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
+import { assertBatchSafe, IpError, type IpCommand } from '../../lib/net/ip.ts';
+import { configurePodInterface, deleteLinkOfKind, findLink, findLinkAsync, LINK_NOT_CREATED, netnsGone, readInterfaceAndRoutes, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
 import { Undo } from '../../lib/undo.ts';
 import { loadConf, parseFields, type MacvlanConf } from './config.ts';
 import { checkInterface } from './check.ts';
 
-/** Creates the macvlan straight into the pod namespace under a temporary name. */
-async function createMacvlan(conf: MacvlanConf, netns: string, temporaryName: string): Promise<void> {
+/** The macvlan, made straight into the pod's namespace under a temporary name. */
+function createCommand(conf: MacvlanConf, netns: string, temporaryName: string): IpCommand {
   const command: Array<string | number> = ['link', 'add', 'link', conf.master, 'name', temporaryName];
   if (!conf.linkInContainer) command.push('netns', netns);
   if (conf.mac) command.push('address', conf.mac);
   if (conf.mtu) command.push('mtu', conf.mtu);
   command.push('type', 'macvlan', 'mode', conf.mode);
   if (conf.bcqueuelen !== undefined) command.push('bcqueuelen', conf.bcqueuelen);
-  try {
-    await ipBatch([command], conf.linkInContainer ? netns : undefined);
-  } catch (err) {
-    if (err instanceof CniError && !(err instanceof IpError)) throw err;
-    if (err instanceof IpError && /Cannot find device/.test(err.stderr) && err.stderr.includes(conf.master)) {
-      throw new CniError(Code.InvalidConfig, `invalid network config: master = ${showValue(conf.master)}: no such link`);
-    }
-    throw new CniError(Code.Internal, `cannot create a macvlan on master ${showValue(conf.master)}: ${(err as Error).message}`);
+  return command;
+}
+
+/** A failed `ip link add` in words a user can act on: a missing master is the config's fault. */
+function creationError(conf: MacvlanConf, err: IpError): CniError {
+  if (/Cannot find device/.test(err.stderr) && err.stderr.includes(conf.master)) {
+    return new CniError(Code.InvalidConfig, `invalid network config: master = ${showValue(conf.master)}: no such link`);
   }
+  return new CniError(Code.Internal, `cannot create a macvlan on master ${showValue(conf.master)}: ${err.stderr.trim().replace(/\s*\n\s*/g, '; ') || 'failed'}`);
 }
 
 async function add(inv: Invocation): Promise<Result> {
@@ -44,33 +44,30 @@ async function add(inv: Invocation): Promise<Result> {
   const temporaryName = temporaryLinkName();
   const undo = new Undo();
   return undo.guard(async () => {
-    // The kernel makes the link while the IPAM takes the lease: neither waits for the other.
-    const creating = createMacvlan(conf, netns, temporaryName).then(() => undefined, (err: unknown) => asCniError(err));
+    // The lease first, then one spawn makes the link and configures it in the pod.
     let ipam: Result = {};
-    let ipamError: CniError | undefined;
     if (wantsIpam(inv)) {
-      try {
-        ipam = (await delegateIpam('ADD', inv)) ?? {};
-        undo.push('the IPAM lease', () => delegateIpam('DEL', inv));
-      } catch (err) {
-        ipamError = asCniError(err);
-      }
+      ipam = (await delegateIpam('ADD', inv)) ?? {};
+      undo.push('the IPAM lease', () => delegateIpam('DEL', inv));
+      if (!ipam.ips?.length) throw new CniError(Code.Internal, `IPAM plugin ${inv.conf.ipam?.type} returned missing IP config`);
     }
-    const linkError = await creating;
-    if (!linkError) undo.push(`the macvlan in ${netns}`, () => removePodInterface({ netns, temporaryName, ifName }, 'macvlan'));
-    // A bad master is the config's fault and said first; either way the other half is undone.
-    const failed = linkError ?? ipamError;
-    if (failed) throw failed;
-    if (wantsIpam(inv) && !ipam.ips?.length) throw new CniError(Code.Internal, `IPAM plugin ${inv.conf.ipam?.type} returned missing IP config`);
     const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: ourIndex }));
-    const link = configurePodInterface({
-      netns,
-      temporaryName,
-      ifName,
-      ips,
-      routes: ipam.routes ?? [],
-      prepare: conf.mode === 'source' ? [['link', 'set', 'dev', temporaryName, 'type', 'macvlan', 'macaddr', 'set', ...conf.sourceMacs]] : [],
-    });
+    undo.push(`the macvlan in ${netns}`, () => removePodInterface({ netns, temporaryName, ifName }, 'macvlan'));
+    let link;
+    try {
+      link = configurePodInterface({
+        netns,
+        temporaryName,
+        ifName,
+        ips,
+        routes: ipam.routes ?? [],
+        create: { command: createCommand(conf, netns, temporaryName), in: conf.linkInContainer ? 'pod' : 'host' },
+        prepare: conf.mode === 'source' ? [['link', 'set', 'dev', temporaryName, 'type', 'macvlan', 'macaddr', 'set', ...conf.sourceMacs]] : [],
+      });
+    } catch (err) {
+      if (err instanceof IpError && err.status === LINK_NOT_CREATED) throw creationError(conf, err);
+      throw err;
+    }
     const dns = inv.conf.dns && Object.keys(inv.conf.dns).length > 0 ? inv.conf.dns : ipam.dns;
     return {
       interfaces: [...(prev.interfaces ?? []), { name: ifName, mac: link.address, sandbox: netns }],
