@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
+import { GARP_SCRIPT, garpAddresses, notifySysctls } from './announce.ts';
 import { batchText, IpError, ipJson, parseIpJson, run, type IpCommand } from './ip.ts';
 import { LinkListSchema, RouteListSchema, type Link, type RouteEntry } from './schemas.ts';
 
@@ -68,16 +69,8 @@ export interface PodInterfacePlan {
   routes: ReadonlyArray<Route>;
   /** ip commands to run on the temporary name before anything else (mode-specific tweaks). */
   prepare?: ReadonlyArray<IpCommand>;
-}
-
-function sysctlFiles(plan: PodInterfacePlan): string[] {
-  const tmp = plan.temporaryName;
-  // Set on the temporary name: the settings follow the link through the rename.
-  const files = [`/proc/sys/net/ipv4/conf/${tmp}/arp_notify`, `/proc/sys/net/ipv6/conf/${tmp}/ndisc_notify`];
-  if (plan.ips.some((ip) => familyOf(ip.address) === 6)) {
-    files.push('/proc/sys/net/ipv6/conf/lo/disable_ipv6=0', `/proc/sys/net/ipv6/conf/${tmp}/disable_ipv6=0`, `/proc/sys/net/ipv6/conf/${tmp}/keep_addr_on_down`);
-  }
-  return files;
+  /** Also send one gratuitous ARP per IPv4 address once the link is up (see announce.ts). */
+  announce?: boolean;
 }
 
 /** A result route as `ip route add`: the gateway defaults to the first of its family, as ConfigureIface. */
@@ -115,16 +108,20 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
   // detection has settled, or the pod starts unable to reach it; a duplicate fails the ADD.
   const waitForDad = plan.ips.some((ip) => familyOf(ip.address) === 6 && ip.gateway !== undefined);
   const script = [
-    'ifname=$1 waitdad=$2; shift 2',
+    'ifname=$1 waitdad=$2 garp=$3; shift 3',
     'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; { echo "$v" > "$f"; } 2>/dev/null; done',
     'ip -batch - || exit 1',
     'if [ -n "$waitdad" ]; then n=0; while pending=$(ip -6 -o addr show dev "$ifname" tentative) && [ -n "$pending" ]; do',
     `  case "$pending" in *dadfailed*) echo "an IPv6 address of $ifname is already in use on the network (DAD failed)" >&2; exit ${DAD_FAILED};; esac`,
     `  n=$((n+1)); [ $n -le 50 ] || { echo "IPv6 address on $ifname still tentative after 5 s" >&2; exit ${DAD_FAILED}; }`,
     '  sleep 0.1; done; fi',
+    GARP_SCRIPT,
     'exec ip -j -d addr show dev "$ifname"',
   ].join('\n');
-  const out = run(['sh', '-c', script, 'sh', plan.ifName, waitForDad ? '1' : '', ...sysctlFiles(plan)], { netns: plan.netns, input: batch });
+  // Set on the temporary name: the settings follow the link through the rename.
+  const sysctls = notifySysctls(plan.temporaryName, plan.ips);
+  const garp = plan.announce ? garpAddresses(plan.ips) : '';
+  const out = run(['sh', '-c', script, 'sh', plan.ifName, waitForDad ? '1' : '', garp, ...sysctls], { netns: plan.netns, input: batch });
   const link = parseIpJson(LinkListSchema, out.trim(), ['addr', 'show', 'dev', plan.ifName])[0];
   if (!link) throw new CniError(Code.Internal, `${plan.ifName} vanished from ${plan.netns} while it was configured`);
   return link;
