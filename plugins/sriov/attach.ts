@@ -1,0 +1,66 @@
+// The host side of ADD: record the VF as it is, then set it up for the pod (PF settings, the netdev
+// and, in exclusive RDMA mode, the RDMA device moved in). The pod side is lib/net's
+// configurePodInterface, as for macvlan.
+import type { Invocation } from '../../lib/cni/skel.ts';
+import { ipBatch } from '../../lib/net/ip.ts';
+import { rdmaNetnsMode, moveRdmaDevice } from '../../lib/net/rdma.ts';
+import { altnamesOf, moveIntoPod } from '../../lib/net/vf-netdev.ts';
+import { readPfAndLinks, vfCommands, vfSettings } from '../../lib/net/vf.ts';
+import type { VfDevice } from '../../lib/sysfs/vf.ts';
+import type { SriovRequest } from './config.ts';
+import { saveAttachment, type Attachment } from './state.ts';
+
+/** The user's config as sriov-cni records it: without what the runtime added for this one call. */
+function recordedConfig(raw: Record<string, unknown>): Record<string, unknown> {
+  const { prevResult: _prev, runtimeConfig: _runtime, args: _args, ...config } = raw;
+  return config;
+}
+
+export interface Recorded {
+  att: Attachment;
+  /** Altnames the netdev has that would block its rename in the pod (an earlier pod's, #445). */
+  stale: string[];
+  pfMtu: number;
+}
+
+/**
+ * Reads the VF's original state (its entry in the PF's VF table and its netdev) in one spawn and
+ * records it with the attachment, before anything is changed.
+ */
+export function recordAttachment(inv: Invocation, req: SriovRequest, vf: VfDevice): Recorded {
+  const [pfLink, netdev] = readPfAndLinks(vf.pf, vf.userspace || !vf.netdev ? [] : [vf.netdev]);
+  const dpdk = vf.userspace || !netdev;
+  const att: Attachment = {
+    containerId: inv.env.containerId,
+    ifName: inv.env.ifName,
+    network: inv.conf.name,
+    netns: inv.env.netns,
+    vf: { pci: vf.pci, pfPci: vf.pfPci, pf: vf.pf, index: vf.index },
+    dpdk,
+    change: req.change,
+    original: {
+      settings: vfSettings(pfLink!, vf.index),
+      hostName: netdev?.ifname ?? '',
+      mac: netdev?.address?.toLowerCase() ?? '',
+      mtu: netdev?.mtu ?? 0,
+      up: netdev?.flags.includes('UP') ?? false,
+      // An altname equal to the pod's interface name is a leftover of an earlier pod (#445), not the host's.
+      altnames: netdev ? altnamesOf(netdev).filter((name) => name !== inv.env.ifName) : [],
+    },
+    pod: req.pod,
+    config: recordedConfig(inv.raw),
+  };
+  if (!dpdk && vf.rdma) att.rdma = { device: vf.rdma, exclusive: rdmaNetnsMode() === 'exclusive' };
+  saveAttachment(att);
+  const stale = netdev ? altnamesOf(netdev).filter((name) => name === inv.env.ifName) : [];
+  return { att, stale, pfMtu: pfLink!.mtu };
+}
+
+/** One host batch: the PF-level settings, then (kernel driver) the netdev into the pod as ifName. */
+export function handOver({ att, stale }: Recorded): void {
+  const { pf, index } = att.vf;
+  const commands = vfCommands(pf, index, att.change);
+  if (!att.dpdk) commands.push(...moveIntoPod(att.original.hostName, stale, att.netns, att.ifName));
+  ipBatch(commands);
+  if (att.rdma?.exclusive) moveRdmaDevice(att.rdma.device, att.netns);
+}

@@ -1,0 +1,96 @@
+// Giving a VF back: the one way DEL, a failed ADD, GC and an ADD that reuses a dead pod's VF put a VF
+// back as the host had it, from whatever state it is in. It finds the VF by PCI address, not by name:
+// in the host (never moved, or returned by the kernel under the pod's name after the pod's netns died,
+// sriov-cni #126), or in the pod under the attachment's name. PF-level settings go first: some drivers
+// refuse a netdev change while, say, trust is off.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Code, CniError } from '../../lib/cni/errors.ts';
+import { log } from '../../lib/log.ts';
+import { IpError, ipBatch } from '../../lib/net/ip.ts';
+import { netnsAlive, ownNetns } from '../../lib/net/netns.ts';
+import { moveRdmaDevice } from '../../lib/net/rdma.ts';
+import { LinkListSchema } from '../../lib/net/schemas.ts';
+import { parseIpJson } from '../../lib/net/ip.ts';
+import { runIpSteps, type IpStep } from '../../lib/net/steps.ts';
+import { afterHome, altnameCommands, altnamesOf, restoreInHost, sendHome, type HostNetdev } from '../../lib/net/vf-netdev.ts';
+import { vfCommands, type VfChange } from '../../lib/net/vf.ts';
+import { netdevsOf, sysfsRoot } from '../../lib/sysfs/pci.ts';
+import type { Attachment } from './state.ts';
+
+/** The original values of what the attachment changed, and the admin MAC whatever it changed (#214). */
+export function restoreChange(att: Attachment): VfChange {
+  const o = att.original.settings;
+  const c = att.change;
+  const back: VfChange = { mac: o.mac };
+  if (c.vlan !== undefined) Object.assign(back, { vlan: o.vlan, qos: o.qos, proto: o.proto });
+  if (c.spoofchk !== undefined && o.spoofchk !== undefined) back.spoofchk = o.spoofchk;
+  if (c.trust !== undefined && o.trust !== undefined) back.trust = o.trust;
+  if (c.minTxRate !== undefined || c.maxTxRate !== undefined) Object.assign(back, { minTxRate: o.minTxRate, maxTxRate: o.maxTxRate });
+  if (c.linkState !== undefined && o.linkState !== undefined) back.linkState = o.linkState;
+  return back;
+}
+
+const home = (att: Attachment): HostNetdev => ({
+  name: att.original.hostName,
+  mac: att.original.mac,
+  mtu: att.original.mtu,
+  up: att.original.up,
+  altnames: att.original.altnames,
+});
+
+const pfPresent = (pf: string): boolean => existsSync(join(sysfsRoot(), 'class', 'net', pf));
+
+/** Where the VF netdev is now, and the steps that bring it home. */
+function netdevSteps(att: Attachment): { steps: IpStep[]; readIn?: string } {
+  const h = home(att);
+  const inHost = netdevsOf(att.vf.pci)[0];
+  if (inHost !== undefined) return { steps: [{ what: `restore ${inHost} as ${h.name}`, commands: restoreInHost(inHost, h) }] };
+  if (!netnsAlive(att.netns)) {
+    log.warn(`VF ${att.vf.pci}: its netdev is neither in the host nor in ${att.netns || 'a pod'} (gone with its netns?); only PF settings restored`);
+    return { steps: [] };
+  }
+  return {
+    steps: [
+      { what: `send ${att.ifName} home as ${h.name}`, netns: att.netns, commands: sendHome(att.ifName, h, ownNetns()) },
+      { what: `bring ${h.name} up`, commands: afterHome(h) },
+    ],
+  };
+}
+
+/** Puts the VF back: RDMA device, PF settings, netdev (name, MAC, MTU, altnames, up state). */
+export function giveBack(att: Attachment): void {
+  if (!pfPresent(att.vf.pf)) {
+    log.warn(`VF ${att.vf.pci}: its PF ${att.vf.pf} is gone; nothing left to restore`);
+    return;
+  }
+  if (att.rdma?.exclusive && netnsAlive(att.netns)) {
+    if (!moveRdmaDevice(att.rdma.device, ownNetns(), att.netns)) log.info(`RDMA device ${att.rdma.device} is not in ${att.netns}; nothing to move back`);
+  }
+  const pfStep: IpStep = { what: `restore VF ${att.vf.index} of ${att.vf.pf}`, commands: vfCommands(att.vf.pf, att.vf.index, restoreChange(att)), bestEffort: true };
+  const { steps } = att.dpdk ? { steps: [] } : netdevSteps(att);
+  const movesNetdev = steps.length > 0;
+  let outcome;
+  try {
+    outcome = runIpSteps([pfStep, ...steps], movesNetdev ? ['-j', '-d', 'link', 'show', 'dev', att.original.hostName] : undefined);
+  } catch (err) {
+    // A netdev that is not where the record says (an ADD killed before the move, a pod that renamed
+    // it) is not ours to chase further: the PF settings were restored, the doctor shows the rest.
+    if (err instanceof IpError && err.linkMissing) {
+      log.warn(`VF ${att.vf.pci}: ${err.message}`);
+      return;
+    }
+    throw err;
+  }
+  if (movesNetdev) fixAltnames(att, outcome.read);
+  if (outcome.refused.length > 0) {
+    throw new CniError(Code.Internal, `VF ${att.vf.pci} is not fully restored: ${outcome.refused.join('; ')}`);
+  }
+}
+
+function fixAltnames(att: Attachment, read: string): void {
+  const link = parseIpJson(LinkListSchema, read.trim() || '[]', ['link', 'show', 'dev', att.original.hostName])[0];
+  if (!link) return;
+  const commands = altnameCommands(link.ifname, altnamesOf(link), att.original.altnames);
+  if (commands.length > 0) ipBatch(commands);
+}
