@@ -1,6 +1,7 @@
-// A VF's netdev on its way into a pod and home again, as iproute2 commands. The move renames it in the
-// same request (`netns NS name NEW`): it never carries its host name into the pod, where that name may
-// be taken, and a name already taken in the target makes the move fail before anything moved.
+// A VF's netdev on its way into a pod and home again, as iproute2 commands. Into the pod it goes under a
+// temporary name no pod interface has (`netns NS name TMP`: the kernel moves it, then renames it), and
+// is renamed to the pod's interface name there; home it goes under its host name. A pod's interfaces
+// are only ever taken for the VF when the kernel does not say they belong to another device.
 //
 // Altnames: on kernels that keep a renamed interface's old name as an altname, and with udev's
 // alternative names, a VF collects names that block a later rename to one of them ("File exists",
@@ -22,12 +23,25 @@ export function altnamesOf(link: Link): string[] {
   return Array.isArray(names) ? names.filter((n): n is string => typeof n === 'string') : [];
 }
 
-/** Host side: drop the `stale` altnames (they would block a rename), then move the netdev into the pod as `ifName`. */
-export function moveIntoPod(netdev: string, stale: ReadonlyArray<string>, netns: string, ifName: string): IpCommand[] {
+/** Host side: drop the `stale` altnames (they would block a rename), then move the netdev into the pod as `name`. */
+export function moveIntoPod(netdev: string, stale: ReadonlyArray<string>, netns: string, name: string): IpCommand[] {
   return [
-    ...stale.map((name) => ['link', 'property', 'del', 'dev', netdev, 'altname', name]),
-    ['link', 'set', 'dev', netdev, 'netns', netns, 'name', ifName],
+    ...stale.map((altname) => ['link', 'property', 'del', 'dev', netdev, 'altname', altname]),
+    ['link', 'set', 'dev', netdev, 'netns', netns, 'name', name],
   ];
+}
+
+/**
+ * The link among `links` (a pod's) that is the VF at PCI address `pci`, looked for under `names` in
+ * order. A link the kernel says belongs to another device (its parentdev) is never taken for it.
+ */
+export function findVfLink(links: ReadonlyArray<Link>, names: ReadonlyArray<string>, pci: string): Link | undefined {
+  for (const name of names) {
+    const link = links.find((l) => l.ifname === name);
+    const parent = link && (link as { parentdev?: unknown }).parentdev;
+    if (link && (parent === undefined || parent === pci)) return link;
+  }
+  return undefined;
 }
 
 /** Commands that make `dev`'s altnames exactly `wanted`. */

@@ -3,6 +3,7 @@
 // configurePodInterface, as for macvlan.
 import type { Invocation } from '../../lib/cni/skel.ts';
 import { ipBatch } from '../../lib/net/ip.ts';
+import { temporaryLinkName } from '../../lib/net/link.ts';
 import { rdmaNetnsMode, moveRdmaDevice } from '../../lib/net/rdma.ts';
 import { altnamesOf, moveIntoPod } from '../../lib/net/vf-netdev.ts';
 import { readPfAndLinks, vfCommands, vfSettings } from '../../lib/net/vf.ts';
@@ -50,17 +51,22 @@ export function recordAttachment(inv: Invocation, req: SriovRequest, vf: VfDevic
     pod: req.pod,
     config: recordedConfig(inv.raw),
   };
+  if (!dpdk) att.temporaryName = temporaryLinkName();
   if (!dpdk && vf.rdma) att.rdma = { device: vf.rdma, exclusive: rdmaNetnsMode() === 'exclusive' };
   saveAttachment(att);
   const stale = netdev ? altnamesOf(netdev).filter((name) => name === inv.env.ifName) : [];
   return { att, stale, pfMtu: pfLink!.mtu };
 }
 
-/** One host batch: the PF-level settings, then (kernel driver) the netdev into the pod as ifName. */
+/**
+ * One host batch: the PF-level settings, then (kernel driver) the netdev into the pod under its
+ * temporary name; configurePodInterface renames it to ifName there, so a name the pod already has fails
+ * that rename, with the VF still known by a name that is surely ours.
+ */
 export function handOver({ att, stale }: Recorded): void {
   const { pf, index } = att.vf;
   const commands = vfCommands(pf, index, att.change);
-  if (!att.dpdk) commands.push(...moveIntoPod(att.original.hostName, stale, att.netns, att.ifName));
+  if (!att.dpdk) commands.push(...moveIntoPod(att.original.hostName, stale, att.netns, att.temporaryName!));
   ipBatch(commands);
   if (att.rdma?.exclusive) moveRdmaDevice(att.rdma.device, att.netns);
 }

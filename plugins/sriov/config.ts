@@ -45,7 +45,7 @@ export interface SriovRequest {
 export const SRIOV_ARGS = ['MAC', 'VF'] as const;
 
 const invalid = (field: string, value: unknown, why: string): CniError =>
-  new CniError(Code.InvalidConfig, `invalid network config: ${field} = ${showValue(value)}: ${why}`);
+  new CniError(Code.InvalidConfig, `invalid network config: ${field} = ${value === undefined ? 'missing' : showValue(value)}: ${why}`);
 
 /** The fields alone, for verbs that must not fail on a config ADD would refuse (DEL, GC). */
 export const parseFields = (inv: Invocation): SriovFields => parseWith(SriovFieldsSchema, inv.raw);

@@ -58,9 +58,10 @@ async function add(inv: Invocation): Promise<Result> {
         if (mac) iface.mac = mac;
         iface.mtu = recorded.pfMtu;
       } else {
+        const temporaryName = att.temporaryName!;
         const link = settlePodInterface(att, req.mac, configurePodInterface({
-          netns, temporaryName: ifName, ifName, ips, routes: ipam.routes ?? [], announce: true,
-          prepare: req.mac ? [['link', 'set', 'dev', ifName, 'address', req.mac]] : [],
+          netns, temporaryName, ifName, ips, routes: ipam.routes ?? [], announce: true,
+          prepare: req.mac ? [['link', 'set', 'dev', temporaryName, 'address', req.mac]] : [],
         }));
         iface.mac = link.address;
         iface.mtu = link.mtu;

@@ -10,10 +10,10 @@ import { log } from '../../lib/log.ts';
 import { IpError, ipBatch } from '../../lib/net/ip.ts';
 import { netnsAlive, ownNetns } from '../../lib/net/netns.ts';
 import { moveRdmaDevice } from '../../lib/net/rdma.ts';
+import { ipJson, parseIpJson } from '../../lib/net/ip.ts';
 import { LinkListSchema } from '../../lib/net/schemas.ts';
-import { parseIpJson } from '../../lib/net/ip.ts';
 import { runIpSteps, type IpStep } from '../../lib/net/steps.ts';
-import { afterHome, altnameCommands, altnamesOf, restoreInHost, sendHome, type HostNetdev } from '../../lib/net/vf-netdev.ts';
+import { afterHome, altnameCommands, altnamesOf, findVfLink, restoreInHost, sendHome, type HostNetdev } from '../../lib/net/vf-netdev.ts';
 import { vfCommands, type VfChange } from '../../lib/net/vf.ts';
 import { netdevsOf, sysfsRoot } from '../../lib/sysfs/pci.ts';
 import type { Attachment } from './state.ts';
@@ -46,13 +46,16 @@ function netdevSteps(att: Attachment): { steps: IpStep[]; readIn?: string } {
   const h = home(att);
   const inHost = netdevsOf(att.vf.pci)[0];
   if (inHost !== undefined) return { steps: [{ what: `restore ${inHost} as ${h.name}`, commands: restoreInHost(inHost, h) }] };
-  if (!netnsAlive(att.netns)) {
-    log.warn(`VF ${att.vf.pci}: its netdev is neither in the host nor in ${att.netns || 'a pod'} (gone with its netns?); only PF settings restored`);
+  // In the pod: under its temporary name if ADD stopped before renaming it, else under the pod's name.
+  const names = [att.temporaryName, att.ifName].filter((n): n is string => n !== undefined);
+  const inPod = netnsAlive(att.netns) ? findVfLink(ipJson(LinkListSchema, ['-d', 'link', 'show'], att.netns), names, att.vf.pci) : undefined;
+  if (!inPod) {
+    log.warn(`VF ${att.vf.pci}: its netdev is neither in the host nor in ${att.netns || 'a pod'} as ${names.join(' or ')}; only PF settings restored`);
     return { steps: [] };
   }
   return {
     steps: [
-      { what: `send ${att.ifName} home as ${h.name}`, netns: att.netns, commands: sendHome(att.ifName, h, ownNetns()) },
+      { what: `send ${inPod.ifname} home as ${h.name}`, netns: att.netns, commands: sendHome(inPod.ifname, h, ownNetns()) },
       { what: `bring ${h.name} up`, commands: afterHome(h) },
     ],
   };

@@ -30,6 +30,8 @@ export interface Attachment {
   vf: { pci: string; pfPci: string; pf: string; index: number };
   /** Bound to a userspace driver: PF settings only, no netdev. */
   dpdk: boolean;
+  /** The name the netdev has in the pod until it is renamed to ifName (one no pod interface has). */
+  temporaryName?: string;
   /** The PF-level settings ADD applies: DEL restores these (and the admin MAC, always). */
   change: VfChange;
   original: {
@@ -89,6 +91,7 @@ const CacheSchema = z.looseObject({
     netns: z.string(),
     pfPci: z.string(),
     dpdk: z.boolean(),
+    temporaryName: z.optional(z.string()),
     change: VfChangeSchema,
     up: z.boolean(),
     altnames: z.array(z.string()),
@@ -128,6 +131,7 @@ function encode(att: Attachment): string {
       netns: att.netns,
       pfPci: att.vf.pfPci,
       dpdk: att.dpdk,
+      temporaryName: att.temporaryName,
       change: att.change,
       up: att.original.up,
       altnames: att.original.altnames,
@@ -167,6 +171,7 @@ function decode(cache: Cache, key: { containerId: string; ifName: string; netns:
     netns: ours?.netns ?? key.netns,
     vf: { pci: cache.deviceID, pfPci: ours?.pfPci ?? '', pf: cache.Master, index: cache.VFID },
     dpdk: ours?.dpdk ?? o.HostIFName === '',
+    temporaryName: ours?.temporaryName,
     change: ours?.change ?? changeFromConfig(cache),
     original: {
       settings: {

@@ -90,9 +90,11 @@ sub kind_of {
   return 'pass';
 }
 
-# Whether the output of a show command can hold a rig PF: only in the host, and for a PF or all links.
-sub shows_pf {
+# Whether the output of a show command needs what the kernel would add: a rig PF's VF table (in the
+# host, for the PF or all links), or with -d the parent device of a VF netdev (anywhere).
+sub rewrites_show {
   my ($argv) = @_;
+  return 1 if $opt{details};
   return 0 unless $in_host;
   my $dev = device_of([@$argv[2 .. $#$argv]]);
   return !defined $dev || $PF{$dev};
@@ -111,7 +113,7 @@ sub run_one {
   my ($argv, $lineno) = @_;
   my $kind = kind_of($argv);
   return vf_set($argv, $lineno) if $kind eq 'vf';
-  return show($argv, $lineno) if $kind eq 'show' && shows_pf($argv);
+  return show($argv, $lineno) if $kind eq 'show' && rewrites_show($argv);
   return 0 if defined $lineno;   # batch pass-through lines are run in chunks by run_batch
   # Nothing to do afterwards: become the real ip. Otherwise run it, then bring sysfs up to date.
   if (!$changed_links) { exec { $REAL } $REAL, @global, @$argv or die "ip shim: cannot run $REAL: $!\n" }
@@ -142,7 +144,7 @@ sub run_batch {
     my @argv = split_line($lines[$i]);
     next unless @argv;
     my $kind = kind_of(\@argv);
-    if ($kind eq 'pass' || ($kind eq 'show' && !shows_pf(\@argv))) { push @chunk, [$i + 1, $lines[$i]]; next }
+    if ($kind eq 'pass' || ($kind eq 'show' && !rewrites_show(\@argv))) { push @chunk, [$i + 1, $lines[$i]]; next }
     my $rc = $flush->();
     return $rc if $rc == 255 || ($rc && !$opt{force});
     $failed ||= $rc;
@@ -335,6 +337,7 @@ sub show {
     return defined $lineno ? 1 : $rc;
   }
   my $do_link = is_link_object($argv->[0]);
+  $out = $opt{json} ? parent_json($out) : parent_text($out) if $opt{details};
   if ($in_host && ($do_link || $opt{details})) {
     $out = $opt{json} ? inject_json($out) : inject_text($out);
   }
@@ -405,6 +408,31 @@ sub vf_insert_at {
     } elsif ($c eq '{' || $c eq '[') { $depth++ } elsif ($c eq '}' || $c eq ']') { $depth-- }
   }
   return length($obj) - 1;
+}
+
+# A VF netdev is a PCI device's: with -d the kernel reports "parentbus":"pci","parentdev":"<pci>" after
+# the GSO/GRO limits (before ifalias, stats, VF table, altnames and addresses).
+sub parent_json {
+  my ($out) = @_;
+  for my $span (reverse objects($out)) {
+    my $obj = substr($out, $span->[0], $span->[1] - $span->[0]);
+    my ($pci) = $obj =~ /"ifalias":"underlay-rig-vf ([^"]+)"/;
+    next unless defined $pci;
+    my $at = index($obj, ',"ifalias":');
+    substr($obj, $at, 0) = ",\"parentbus\":\"pci\",\"parentdev\":\"$pci\"";
+    substr($out, $span->[0], $span->[1] - $span->[0]) = $obj;
+  }
+  return $out;
+}
+
+sub parent_text {
+  my ($out) = @_;
+  my @blocks = split /(?=^\d+: )/m, $out;
+  for my $block (@blocks) {
+    my ($pci) = $block =~ /^\s+alias underlay-rig-vf (\S+)/m;
+    $block =~ s/^(\s+.*gro_max_size \d+ )/$1parentbus pci parentdev $pci /m if defined $pci;
+  }
+  return join '', @blocks;
 }
 
 sub inject_json {
