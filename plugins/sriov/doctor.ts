@@ -23,7 +23,7 @@ interface VfReport {
   trust?: boolean;
   spoofchk?: boolean;
   rdma?: string;
-  pod?: { netns: string; name?: string; containerID?: string; ifName?: string };
+  pod?: { netns: string; alive: boolean; name?: string; containerID?: string; ifName?: string };
   issues: string[];
 }
 
@@ -64,7 +64,7 @@ function reportVf(index: number, pci: string, table: Map<number, VfSettings>, re
   if (hostNetdev) Object.assign(report, { netdev: hostNetdev, netdevIn: 'host' });
   else if (holder.alive && holder.record && !holder.record.dpdk) Object.assign(report, { netdev: holder.record.ifName, netdevIn: 'pod' });
   if (holder.netns !== undefined) {
-    report.pod = { netns: holder.netns, name: holder.record?.pod, containerID: holder.record?.containerId, ifName: holder.record?.ifName };
+    report.pod = { netns: holder.netns, alive: holder.alive, name: holder.record?.pod, containerID: holder.record?.containerId, ifName: holder.record?.ifName };
   }
   if (holder.netns !== undefined && !holder.alive) report.issues.push(`allocation marker names ${holder.netns}, which is gone (the pod died without DEL)`);
   for (const att of records.filter((a) => a.vf.pci === pci && !(holder.alive && a === holder.record))) {
@@ -107,7 +107,7 @@ function render(pfs: ReadonlyArray<PfReport>): string {
     for (const vf of pf.vfs) {
       const vlan = vf.vlan ? `${vf.vlan.id}${vf.vlan.qos ? ` qos ${vf.vlan.qos}` : ''}${vf.vlan.proto === '802.1ad' ? ' 802.1ad' : ''}` : '-';
       const netdev = vf.netdev ? `${vf.netdev}${vf.netdevIn === 'pod' ? ' (in pod)' : ''}` : '-';
-      const pod = vf.pod ? `${vf.pod.name ?? vf.pod.containerID ?? '?'} ${vf.pod.netns}` : '-';
+      const pod = vf.pod ? `${vf.pod.name ?? vf.pod.containerID ?? '?'} ${vf.pod.netns}${vf.pod.alive ? '' : ' (gone)'}` : '-';
       rows.push([String(vf.index), vf.pci, netdev, vf.driver ?? '-', vf.adminMac ?? '-', vlan, onOff(vf.trust), onOff(vf.spoofchk), vf.rdma ?? '-', pod]);
     }
     out.push(table(rows));
