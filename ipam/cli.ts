@@ -1,34 +1,62 @@
-// `underlay ipam ls` and `underlay ipam show POOL`: what the file store holds, for operators (a table)
-// and scripts (--json). A big pool kept in shards (ipam/shards.ts) is shown as the one pool it is, under
-// its whereabouts name: counts and leases over all its shards. Free counts are of the whole CIDR: a config's range_start, range_end and
-// exclusions, which the store does not know, may narrow it.
-import { formatAddr, parseCidr, sizeOf } from './addr.ts';
-import { DEFAULT_FILE_STORE_DIR, FileStore } from './store/file.ts';
-import { isClaimName, roleOf } from './shards.ts';
-import type { LegacyIpamStore, PoolRecord, Versioned } from './store/types.ts';
+// `underlay ipam ls` and `underlay ipam show POOL`: what a store holds, for operators (a table) and
+// scripts (--json). The store is chosen with the same settings a config gives (--dir, --etcd,
+// --kubeconfig, or --config FILE taking a network config). A big pool kept in shards is shown as the one
+// pool it is, under its whereabouts name. Free counts are of what the config that last leased in a pool
+// may hand out; with --config, exactly its ranges'.
+import { readFileSync } from 'node:fs';
+import { decodeConfig } from '../lib/cni/config.ts';
+import { requireSupported } from '../lib/cni/version.ts';
+import { formatAddr, parseCidr, sizeOf } from './alloc/addr.ts';
+import { usage } from './alloc/allocator.ts';
+import { isClaimName, roleOf } from './alloc/shards.ts';
+import { loadIpamConfig, type IpamConfig } from './config/load.ts';
+import { DEFAULT_FILE_STORE_DIR } from './store/file/store.ts';
+import { openStore, type StoreChoice } from './store/open.ts';
+import type { Allocation, IpamStore, PoolRecord } from './store/types.ts';
 
-const USAGE = `usage: underlay ipam ls [--json] [--dir DIR]
-       underlay ipam show POOL [--json] [--dir DIR]
-DIR defaults to $UNDERLAY_IPAM_DIR, else ${DEFAULT_FILE_STORE_DIR} (the IPAM's file_store_dir).
+const USAGE = `usage: underlay ipam ls [--json] [STORE]
+       underlay ipam show POOL [--json] [STORE]
+STORE is where the leases are, as an IPAM config would say:
+  --dir DIR           the file store (default $UNDERLAY_IPAM_DIR, else ${DEFAULT_FILE_STORE_DIR})
+  --etcd ENDPOINTS    etcd, e.g. https://10.0.0.1:2379,https://10.0.0.2:2379
+  --kubeconfig FILE   the Kubernetes API (whereabouts' IPPool objects)
+  --config FILE       a network config (.conf or .conflist): its IPAM's store and ranges
 `;
 
 interface Options {
   json: boolean;
-  dir: string;
+  choice: StoreChoice;
+  config?: IpamConfig;
   positional: string[];
 }
 
+/** The IPAM config of a network config file: its `ipam`, or the first plugin's of a conflist. */
+function configFrom(path: string): IpamConfig {
+  const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  const plugins = Array.isArray(raw.plugins) ? (raw.plugins as Array<Record<string, unknown>>) : [raw];
+  const plugin = plugins.find((p) => p.ipam !== undefined) ?? raw;
+  const { conf, raw: decoded } = decodeConfig(JSON.stringify({ ...plugin, cniVersion: raw.cniVersion ?? plugin.cniVersion, name: raw.name ?? plugin.name }));
+  const env = { command: 'STATUS' as const, containerId: '', netns: '', ifName: '', args: '', path: [] };
+  return loadIpamConfig({ raw: decoded, conf, env, cniVersion: requireSupported(conf.cniVersion) });
+}
+
 function parseOptions(args: ReadonlyArray<string>): Options | string {
-  const options: Options = { json: false, dir: process.env.UNDERLAY_IPAM_DIR || DEFAULT_FILE_STORE_DIR, positional: [] };
+  const file = (dir: string): StoreChoice => ({ datastore: 'file', datastoreReason: '--dir', fileStoreDir: dir, etcd: { endpoints: [] } });
+  const options: Options = { json: false, choice: file(process.env.UNDERLAY_IPAM_DIR || DEFAULT_FILE_STORE_DIR), positional: [] };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    if (arg === '--json') options.json = true;
-    else if (arg === '--dir') {
-      const dir = args[++i];
-      if (!dir) return '--dir needs a directory';
-      options.dir = dir;
-    } else if (arg.startsWith('--dir=')) options.dir = arg.slice('--dir='.length);
-    else if (arg.startsWith('-')) return `unknown option ${JSON.stringify(arg)}`;
+    const eq = arg.indexOf('=');
+    const [flag, inline] = arg.startsWith('--') && eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, undefined];
+    const value = (): string | undefined => inline ?? args[++i];
+    if (flag === '--json') options.json = true;
+    else if (flag === '--dir' || flag === '--etcd' || flag === '--kubeconfig' || flag === '--config') {
+      const given = value();
+      if (!given) return `${flag} needs a value`;
+      if (flag === '--dir') options.choice = file(given);
+      else if (flag === '--etcd') options.choice = { ...file(''), datastore: 'etcd', datastoreReason: '--etcd', etcd: { endpoints: given.split(',').filter(Boolean) } };
+      else if (flag === '--kubeconfig') options.choice = { ...file(''), datastore: 'kubernetes', datastoreReason: '--kubeconfig', kubeconfig: given };
+      else options.choice = options.config = configFrom(given);
+    } else if (flag.startsWith('-')) return `unknown option ${JSON.stringify(arg)}`;
     else options.positional.push(arg);
   }
   return options;
@@ -37,11 +65,45 @@ function parseOptions(args: ReadonlyArray<string>): Options | string {
 /** A count as JSON: a number while it is exact, else a decimal string (an IPv6 /64 has 2^64). */
 const jsonCount = (n: bigint): number | string => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString());
 
-function capacityOf(pool: PoolRecord): bigint {
-  const cidr = parseCidr(pool.range);
-  if (!cidr) return 0n;
-  const size = sizeOf(cidr.family, cidr.prefix);
-  return cidr.family === 4 ? size - 2n : size - 1n;
+/** Leases keyed by decimal offset; a hand-edited key ("__proto__", "-5") is not a lease. */
+const leasesOf = (record: PoolRecord): Array<[bigint, Allocation]> =>
+  Object.entries(record.allocations).filter(([key]) => /^\d+$/.test(key)).map(([key, a]) => [BigInt(key), a]);
+
+interface PoolView {
+  name: string;
+  range: string;
+  version: string;
+  records: PoolRecord[];
+}
+
+/** The stored pools, each with its shard records (one record for a pool that is not sharded). */
+async function readPools(store: IpamStore, deadline: number): Promise<PoolView[]> {
+  const pools = new Map<string, PoolView>();
+  for (const record of await store.listPools('', deadline)) {
+    const role = roleOf(record.name);
+    if (role.kind !== 'shard') continue;
+    const view = pools.get(role.pool) ?? { name: role.pool, range: record.value.range, version: record.version, records: [] };
+    if (role.shard === 0n) Object.assign(view, { range: record.value.range, version: record.version }); // shard 0's version is shown
+    view.records.push(record.value);
+    pools.set(role.pool, view);
+  }
+  return [...pools.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Used and free addresses: exactly, for a config's range; else of what the last config could allocate. */
+function counts(view: PoolView, config: IpamConfig | undefined): { used: bigint; free: bigint } {
+  const range = config?.ranges.find((r) => r.cidr === view.range);
+  const leases = view.records.flatMap(leasesOf);
+  if (range) {
+    const merged: PoolRecord = { range: view.range, allocations: Object.fromEntries(leases.map(([o, a]) => [o.toString(), a])) };
+    return usage(merged, range);
+  }
+  const used = BigInt(leases.length);
+  const recorded = view.records.find((r) => r.allocatable !== undefined && /^\d+$/.test(r.allocatable))?.allocatable;
+  const cidr = parseCidr(view.range);
+  const whole = cidr ? sizeOf(cidr.family, cidr.prefix) - (cidr.family === 4 ? 2n : 1n) : 0n;
+  const capacity = recorded !== undefined ? BigInt(recorded) : whole;
+  return { used, free: capacity > used ? capacity - used : 0n };
 }
 
 function table(rows: ReadonlyArray<ReadonlyArray<string>>): string {
@@ -49,67 +111,40 @@ function table(rows: ReadonlyArray<ReadonlyArray<string>>): string {
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
-/** The stored pools, each with its shard records (one record for a pool that is not sharded). */
-async function readPools(store: LegacyIpamStore): Promise<Map<string, Array<Versioned<PoolRecord>>>> {
-  const pools = new Map<string, Array<Versioned<PoolRecord>>>();
-  for (const name of (await store.listPools()).sort()) {
-    const role = roleOf(name);
-    if (role.kind !== 'shard') continue;
-    const snapshot = await store.readPool(name);
-    if (!snapshot) continue;
-    const records = pools.get(role.pool) ?? [];
-    // Shard 0 (the pool's own name) first: its version is the one shown.
-    if (role.shard === 0n) records.unshift(snapshot);
-    else records.push(snapshot);
-    pools.set(role.pool, records);
-  }
-  return pools;
-}
-
-async function list(options: Options): Promise<number> {
-  const store = new FileStore(options.dir);
-  const pools = [];
-  for (const [name, records] of [...(await readPools(store))].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const first = records[0]!;
-    const used = BigInt(records.reduce((sum, r) => sum + Object.keys(r.value.allocations).length, 0));
-    const capacity = capacityOf(first.value);
-    pools.push({ name, range: first.value.range, used, free: capacity > used ? capacity - used : 0n, version: first.version });
-  }
-  const all = await store.listReservations();
-  const reservations = all.filter((n) => !isClaimName(n)).length;
+async function list(store: IpamStore, options: Options, deadline: number): Promise<number> {
+  const mine = options.config && new Set(options.config.ranges.map((r) => r.cidr));
+  const pools = (await readPools(store, deadline)).filter((p) => !mine || mine.has(p.range)).map((p) => ({ name: p.name, range: p.range, version: p.version, ...counts(p, options.config) }));
+  const reservations = (await store.listReservations('', deadline)).filter((r) => !isClaimName(r.name)).length;
   if (options.json) {
-    const out = { dir: options.dir, pools: pools.map((p) => ({ ...p, used: jsonCount(p.used), free: jsonCount(p.free) })), reservations };
+    const out = { store: store.description, pools: pools.map((p) => ({ ...p, used: jsonCount(p.used), free: jsonCount(p.free) })), reservations };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
   }
   if (pools.length === 0) {
-    process.stdout.write(`no pools in ${options.dir}\n`);
+    process.stdout.write(`no pools in the ${store.description}\n`);
     return 0;
   }
   process.stdout.write(table([['POOL', 'RANGE', 'USED', 'FREE'], ...pools.map((p) => [p.name, p.range, String(p.used), String(p.free)])]));
-  process.stdout.write(`${reservations} overlapping-range reservations; store ${options.dir}\n`);
+  process.stdout.write(`${reservations} overlapping-range reservations; ${store.description}\n`);
   return 0;
 }
 
-async function show(options: Options): Promise<number> {
+async function show(store: IpamStore, options: Options, deadline: number): Promise<number> {
   const name = options.positional[0];
   if (!name || options.positional.length > 1) {
     process.stderr.write(USAGE);
     return 2;
   }
-  const store = new FileStore(options.dir);
-  const records = (await readPools(store)).get(name);
-  const snapshot = records?.[0];
-  if (!records || !snapshot) {
-    process.stderr.write(`underlay ipam: no pool ${JSON.stringify(name)} in ${options.dir} ("underlay ipam ls" lists them)\n`);
+  const view = (await readPools(store, deadline)).find((p) => p.name === name);
+  if (!view) {
+    process.stderr.write(`underlay ipam: no pool ${JSON.stringify(name)} in the ${store.description} ("underlay ipam ls" lists them)\n`);
     return 1;
   }
-  const cidr = parseCidr(snapshot.value.range);
-  const leases = records
-    .flatMap((r) => Object.entries(r.value.allocations))
-    .map(([key, a]) => ({ offset: BigInt(key), a }))
-    .sort((x, y) => (x.offset < y.offset ? -1 : x.offset > y.offset ? 1 : 0))
-    .map(({ offset, a }) => ({
+  const cidr = parseCidr(view.range);
+  const leases = view.records
+    .flatMap(leasesOf)
+    .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+    .map(([offset, a]) => ({
       address: cidr ? formatAddr(cidr.family, cidr.network + offset) : `+${offset}`,
       pod: a.podref === a.id ? '' : a.podref,
       containerID: a.id,
@@ -118,11 +153,11 @@ async function show(options: Options): Promise<number> {
       network: a.network ?? '',
     }));
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ pool: name, range: snapshot.value.range, version: snapshot.version, leases }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ pool: name, range: view.range, version: view.version, leases }, null, 2)}\n`);
     return 0;
   }
-  const capacity = capacityOf(snapshot.value);
-  process.stdout.write(`pool ${name}: range ${snapshot.value.range}, ${leases.length} leased, ${capacity - BigInt(leases.length)} free\n`);
+  const { free } = counts(view, options.config);
+  process.stdout.write(`pool ${name}: range ${view.range}, ${leases.length} leased, ${free} free\n`);
   if (leases.length === 0) return 0;
   const rows = leases.map((l) => [l.address, l.pod || '-', l.containerID.slice(0, 12), l.ifName || '-', l.since || '-', l.network || '-']);
   process.stdout.write(table([['ADDRESS', 'POD', 'CONTAINER', 'IFNAME', 'SINCE', 'NETWORK'], ...rows]));
@@ -132,22 +167,28 @@ async function show(options: Options): Promise<number> {
 /** `underlay ipam ...`; argv is what follows "ipam". Returns the exit code. */
 export async function runIpamCli(argv: string[]): Promise<number> {
   const [command, ...rest] = argv[0] === 'ipam' ? argv.slice(1) : argv;
-  const options = parseOptions(rest);
-  if (typeof options === 'string') {
-    process.stderr.write(`underlay ipam: ${options}\n${USAGE}`);
-    return 2;
-  }
-  try {
-    if (command === 'ls' || command === 'list') return await list(options);
-    if (command === 'show') return await show(options);
-  } catch (err) {
-    process.stderr.write(`underlay ipam: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
-  }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);
     return command === undefined ? 2 : 0;
   }
-  process.stderr.write(`underlay ipam: unknown command ${JSON.stringify(command)}\n${USAGE}`);
-  return 2;
+  if (command !== 'ls' && command !== 'list' && command !== 'show') {
+    process.stderr.write(`underlay ipam: unknown command ${JSON.stringify(command)}\n${USAGE}`);
+    return 2;
+  }
+  let store: IpamStore | undefined;
+  try {
+    const options = parseOptions(rest);
+    if (typeof options === 'string') {
+      process.stderr.write(`underlay ipam: ${options}\n${USAGE}`);
+      return 2;
+    }
+    store = await openStore(options.choice);
+    const deadline = Date.now() + 30_000;
+    return command === 'show' ? await show(store, options, deadline) : await list(store, options, deadline);
+  } catch (err) {
+    process.stderr.write(`underlay ipam: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  } finally {
+    await store?.close();
+  }
 }

@@ -22,11 +22,16 @@ stdin. Run as "underlay", it helps you look at what the plugins did:
                                              list the leases of one pool: address, pod, container
   underlay doctor [--json] [--state-dir DIR] each SR-IOV PF and VF of this node, the pod holding each VF,
                                              and VFs left dirty or lost (exits 1 if any)
+  underlay install [--once] [--force] [--cni-bin-dir DIR] [--kubeconfig FILE] ...
+                                             install the executable and plugin links on this
+                                             node and keep the IPAM's kubeconfig current (what
+                                             the DaemonSet runs; see "underlay install --help")
   underlay version                           print the Underlay and CNI spec versions
   underlay --help                            this text
 
 Leases of the file store live in /var/lib/cni/underlay/ipam unless the IPAM config sets
-file_store_dir. To install the plugins, run scripts/install.sh from the source tree.
+file_store_dir. To install the plugins on a machine outside Kubernetes, run
+"underlay install --once --skip-kubeconfig --cni-bin-dir /opt/cni/bin".
 `;
 
 export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
@@ -46,6 +51,8 @@ export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
       return runIpamCli([...rest]);
     case 'doctor':
       return (await import('../plugins/sriov/doctor.ts')).runDoctor(rest);
+    case 'install':
+      return (await import('./install/main.ts')).runInstall(rest);
     default:
       process.stderr.write(`underlay: unknown command "${command}". Run "underlay --help" to see what it can do.\n`);
       return 2;

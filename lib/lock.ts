@@ -1,48 +1,72 @@
-// Per-key exclusive locks held across the async steps of an invocation. STAND-IN until main's
-// lib/lock.ts lands (same signatures): a POSIX record lock taken through node:sqlite, which the kernel
-// drops when the process dies, kill -9 included; waiting polls without blocking the event loop.
-import { closeSync, openSync } from 'node:fs';
+// Exclusive per-key locks between processes on one node: one pool's writers (the IPAM's file store), one
+// VF's ADD and DEL (sriov). Node has no flock(2), and a lock file made with O_EXCL cannot be broken
+// safely when its holder is killed (two processes may both judge it stale). So the lock is a POSIX record
+// lock (fcntl) taken through node:sqlite: "BEGIN IMMEDIATE" on the lock file locks it for one writer,
+// and the kernel drops the lock when its process dies, kill -9 included: nothing on disk to repair.
+//
+// The attempt itself never waits (busy timeout 0): a held lock is retried after a short sleep, so the
+// event loop keeps running while a holder finishes, and two holders in one process cannot deadlock.
+import { closeSync, constants, openSync } from 'node:fs';
 import type { DatabaseSync } from 'node:sqlite';
 import { Code, CniError } from './cni/errors.ts';
+import { ioError } from './fs.ts';
 
 export interface FileLock {
   release(): void;
 }
 
-const POLL_MS = 10;
+/** A lock that stayed held until the deadline: "try again later". */
+export class LockTimeout extends CniError {
+  constructor(path: string) {
+    super(Code.TryAgainLater, `lock ${path} is still held by another process: try again later`);
+  }
+}
 
-/** Takes the exclusive lock on `path` (created 0600), waiting until the epoch-ms `deadline`. */
-export async function lockFile(path: string, deadline: number): Promise<FileLock> {
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One attempt: the held lock, or undefined when another connection holds it. */
+export function tryLockFile(path: string): FileLock | undefined {
   let db: DatabaseSync;
   try {
-    closeSync(openSync(path, 'a', 0o600));
+    // Created 0600 (and never through a symlink) before SQLite would create it 0644.
+    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
+    // node:sqlite is loaded on the first lock only: readers never lock.
     db = new (process.getBuiltinModule('node:sqlite').DatabaseSync)(path, { timeout: 0 });
   } catch (err) {
-    throw new CniError(Code.IoFailure, `cannot open lock ${path}: ${(err as Error).message}`);
+    throw ioError('open lock', path, err);
   }
-  for (;;) {
-    try {
-      db.exec('BEGIN IMMEDIATE');
-      return {
-        release: () => {
-          try {
-            db.exec('ROLLBACK');
-          } finally {
-            db.close();
-          }
-        },
-      };
-    } catch (err) {
-      if (!/locked|busy/i.test((err as Error).message)) {
+  try {
+    db.exec('BEGIN IMMEDIATE');
+  } catch (err) {
+    db.close();
+    const message = err instanceof Error ? err.message : String(err);
+    if (/locked|busy/i.test(message)) return undefined;
+    // SQLite's own words ("database or disk is full") say more than its error code.
+    throw new CniError(Code.IoFailure, `cannot lock ${path}: ${message}`);
+  }
+  let held = true;
+  return {
+    release() {
+      if (!held) return;
+      held = false;
+      try {
+        db.exec('ROLLBACK');
+      } finally {
         db.close();
-        throw new CniError(Code.IoFailure, `cannot lock ${path}: ${(err as Error).message}`);
       }
-    }
-    const left = deadline - Date.now();
-    if (left <= 0) {
-      db.close();
-      throw new CniError(Code.TryAgainLater, `lock ${path} is held by another process; gave up waiting`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, left)));
+    },
+  };
+}
+
+/**
+ * Takes the exclusive lock on `path`, waiting (without blocking the event loop) until `deadline`
+ * (epoch ms); then throws LockTimeout (code 11).
+ */
+export async function lockFile(path: string, deadline: number): Promise<FileLock> {
+  for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
+    const lock = tryLockFile(path);
+    if (lock) return lock;
+    if (Date.now() + wait >= deadline) throw new LockTimeout(path);
+    await sleep(wait * (0.5 + Math.random()));
   }
 }

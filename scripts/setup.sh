@@ -21,7 +21,7 @@ want_packages() {
 # iproute2 and nsenter are the plugins' netlink; ping proves the pods can talk; jq reads results.
 base=(iproute2 util-linux procps iputils-ping jq ca-certificates)
 # The tests also use Debian's reference CNI plugins as peers and podman as a real runtime.
-full=(containernetworking-plugins podman runc busybox-static)
+full=(containernetworking-plugins podman runc busybox-static etcd-server etcd-client)
 if [ "${1:-}" = "--full" ]; then want_packages "${base[@]}" "${full[@]}"; else want_packages "${base[@]}"; fi
 
 # Node.js is only needed to run npm: the build and the tests run on the pinned Node 24 from npm.

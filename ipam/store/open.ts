@@ -1,13 +1,20 @@
-// Picks the store a config names. Only the file store is in this build; the etcd and Kubernetes stores
-// come with their own issues, and until then a config naming them fails plainly instead of being
-// served by a node-local store that would hand the same address out on two nodes.
+// Picks the store a config names, and the only place that knows which stores exist. The file store is
+// built in; the network stores are loaded only when a config names them. A config naming a store that
+// is not in this build fails plainly instead of being served by a node-local store that would hand
+// the same address out on two nodes.
 import { isAbsolute } from 'node:path';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
-import type { IpamConfig } from '../config.ts';
-import { FileStore } from './file.ts';
-import type { LegacyIpamStore } from './types.ts';
+import type { IpamConfig } from '../config/load.ts';
+import { FileStore } from './file/store.ts';
+import type { IpamStore } from './types.ts';
 
-export function openStore(config: Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir'>): LegacyIpamStore {
+export type StoreChoice = Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir' | 'etcd' | 'kubeconfig' | 'k8sApiRoot'>;
+
+export async function openStore(config: StoreChoice): Promise<IpamStore> {
+  if (config.datastore === 'kubernetes') {
+    const { openKubernetesStore } = await import('./kubernetes/store.ts');
+    return openKubernetesStore({ kubeconfig: config.kubeconfig, apiRoot: config.k8sApiRoot });
+  }
   if (config.datastore !== 'file') {
     throw new CniError(
       Code.UnsupportedField,

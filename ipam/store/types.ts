@@ -27,6 +27,12 @@ export const PoolRecordSchema = z.looseObject({
   range: z.string(),
   /** Keyed by the decimal offset of the address from the network address. */
   allocations: z.record(z.string(), AllocationSchema),
+  /**
+   * Ours: how many addresses the config that last took a lease here may hand out (a decimal count;
+   * its range_start, range_end and exclusions narrow the CIDR), so `underlay ipam ls` counts what is
+   * really free. Missing (a pool of whereabouts): the whole CIDR is counted.
+   */
+  allocatable: z.optional(z.string()),
 });
 export type PoolRecord = z.infer<typeof PoolRecordSchema>;
 
@@ -36,7 +42,7 @@ export const ReservationSchema = z.looseObject({
   ifname: z.optional(z.string()),
   /** Ours: when it was created; GC leaves younger orphans alone, they may belong to an ADD in flight. */
   since: z.optional(z.string()),
-  /** Ours, claims only (ipam/shards.ts): the decimal offset of the lease a (pool, podref, ifname) holds. */
+  /** Ours, claims only (ipam/alloc/shards.ts): the decimal offset of the lease a (pool, podref, ifname) holds. */
   offset: z.optional(z.string()),
   /** Ours: the pod's UID, as on the lease (Allocation.poduid). */
   poduid: z.optional(z.string()),
@@ -112,22 +118,6 @@ export interface IpamStore {
   close(): Promise<void>;
 }
 
-/**
- * The store interface of the file store before ipam/lease was rewritten on top of IpamStore; goes away
- * with that rewrite.
- */
-export interface LegacyIpamStore {
-  readonly description: string;
-  readPool(name: string): Promise<Versioned<PoolRecord> | undefined>;
-  writePool(name: string, pool: PoolRecord, expected: string | undefined): Promise<boolean>;
-  listPools(): Promise<string[]>;
-  readReservation(name: string): Promise<Versioned<Reservation> | undefined>;
-  createReservation(name: string, reservation: Reservation): Promise<boolean>;
-  deleteReservation(name: string, expected: string): Promise<boolean>;
-  replaceReservation(name: string, expected: string, reservation: Reservation): Promise<boolean>;
-  listReservations(): Promise<string[]>;
-  ping(): Promise<void>;
-}
 
 /** A failure that may pass: retried by the IPAM until its deadline, then "try again later". */
 export class StoreUnavailable extends Error {

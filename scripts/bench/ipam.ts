@@ -10,14 +10,17 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { applyChange, planAssign, planRelease, type Claimant } from '../../ipam/allocator.ts';
-import { acquire, release, type PoolTarget } from '../../ipam/lease.ts';
-import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
-import { byShard, claimName, emptyIndex, indexName, isSharded, shardName } from '../../ipam/shards.ts';
-import { poolName } from '../../ipam/names.ts';
-import { resolveRange } from '../../ipam/ranges.ts';
-import { FileStore } from '../../ipam/store/file.ts';
-import type { PoolRecord } from '../../ipam/store/types.ts';
+import { applyChange, planAssign, planRelease, type Claimant } from '../../ipam/alloc/allocator.ts';
+import { opsFor } from '../../ipam/lease/pool.ts';
+import type { PoolTarget } from '../../ipam/lease/target.ts';
+import { byShard, claimName, emptyIndex, indexName, isSharded, shardName } from '../../ipam/alloc/shards.ts';
+import { poolName } from '../../ipam/alloc/names.ts';
+import { resolveRange } from '../../ipam/alloc/ranges.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
+import type { IpamStore, PoolRecord } from '../../ipam/store/types.ts';
+import { collectGarbage } from '../../ipam/gc/collect.ts';
+import { ipamPlugin } from '../../ipam/plugin.ts';
+import { invocation } from '../../test/helpers/ipam-invocation.ts';
 import { median, percentile, table } from './measure.ts';
 
 const cpuMs = (fn: () => unknown): number => {
@@ -64,16 +67,17 @@ interface Row {
  * of the fill are written without fsync, straight in the file store's format: 60,000 durable creates
  * would take minutes of disk time and no measured operation reads them (they count in the store size).
  */
-async function seed(store: FileStore, dir: string, target: PoolTarget, pool: PoolRecord): Promise<void> {
+async function seed(store: IpamStore, dir: string, target: PoolTarget, pool: PoolRecord): Promise<void> {
+  const create = (name: string, value: PoolRecord) => store.commit([{ kind: 'pool', name, expected: undefined, value }], Date.now() + 60_000);
   if (!isSharded(target.range)) {
-    await store.writePool(target.name, pool, undefined);
+    await create(target.name, pool);
     return;
   }
   for (const [shard, keys] of byShard(pool)) {
     const allocations = Object.fromEntries(keys.map((key) => [key, pool.allocations[key]!]));
-    await store.writePool(shardName(target.name, shard), { range: pool.range, allocations }, undefined);
+    await create(shardName(target.name, shard), { range: pool.range, allocations });
   }
-  await store.writePool(indexName(target.name), emptyIndex(target.range), undefined);
+  await create(indexName(target.name), emptyIndex(target.range));
   mkdirSync(join(dir, 'reservations'), { recursive: true, mode: 0o700 });
   for (const [key, a] of Object.entries(pool.allocations)) {
     const claim = { version: randomBytes(8).toString('hex'), containerid: a.id, podref: a.podref, ifname: a.ifname, since: a.since, offset: key };
@@ -106,8 +110,7 @@ async function measure(cidr: string, leases: number, rounds: number): Promise<Ro
     const range = resolveRange({ range: cidr }, 'ipam');
     const target: PoolTarget = { name: poolName('', range.cidr), range, networkName: '', overlapping: true };
     const sharded = isSharded(range);
-    const take = sharded ? acquireSharded : acquire;
-    const give = sharded ? releaseSharded : release;
+    const ops = opsFor(target);
     const store = new FileStore(dir);
     const pool = filledPool(range, leases);
     await seed(store, dir, target, pool);
@@ -119,14 +122,62 @@ async function measure(cidr: string, leases: number, rounds: number): Promise<Ro
       const who = claimant(leases + i);
       row.pureAllocMs.push(cpuMs(() => applyChange(shard, (planAssign(shard, range, who, '') as { change: Parameters<typeof applyChange>[1] }).change)));
       row.pureReleaseMs.push(cpuMs(() => applyChange(shard, planRelease(shard, { id: shard.allocations['1']!.id, ifname: 'net1' }))));
-      row.allocMs.push(await cpuMsAsync(() => take(store, target, who, deadline)));
+      row.allocMs.push(await cpuMsAsync(() => ops.acquire(store, target, who, deadline)));
       if (i === rounds - 1) Object.assign(row, sizes(dir)); // measured with one more lease in: a full shard
-      row.releaseMs.push(await cpuMsAsync(() => give(store, target, who, deadline)));
+      row.releaseMs.push(await cpuMsAsync(() => ops.release(store, target, who, deadline)));
     }
     return row;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Milliseconds per item at each size, and whether the largest costs at most 1.5x the smallest per item. */
+function linearity(label: string, unit: string, sizes: number[], totalMs: number[]): void {
+  const per = totalMs.map((ms, i) => ms / sizes[i]!);
+  console.log(table([[label, ...sizes.map(String)], [`CPU ms in all`, ...totalMs.map((ms) => ms.toFixed(1))], [`CPU ms per ${unit}`, ...per.map((ms) => ms.toFixed(4))]]));
+  const ratio = per[per.length - 1]! / per[0]!;
+  console.log(`target: cost per ${unit} at ${sizes[sizes.length - 1]} within 1.5x of that at ${sizes[0]} (linear): ${ratio <= 1.5 ? 'met' : 'missed'} (${ratio.toFixed(2)}x)`);
+}
+
+/** DEL of a config with thousands of ipRanges (nothing leased): config checks and one read per pool. */
+async function rangesScaling(): Promise<void> {
+  const sizes = [1000, 2000, 4000];
+  const totals: number[] = [];
+  for (const size of sizes) {
+    const dir = mkdtempSync(join(tmpdir(), 'underlay-bench-ipam-'));
+    try {
+      const ipRanges = Array.from({ length: size }, (_, i) => ({ range: `10.${100 + (i >> 8)}.${i & 255}.0/24` }));
+      const inv = invocation({ verb: 'DEL', ipam: { type: 'whereabouts', ipRanges, file_store_dir: dir } });
+      totals.push(await cpuMsAsync(() => ipamPlugin.del(inv)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  console.log('\nDEL of a config with N ipRanges (nothing leased)');
+  linearity('ipRanges', 'range', sizes, totals);
+}
+
+/** GC over a sharded /16 holding L leases, every one still valid: the whole pool is read and judged. */
+async function gcScaling(): Promise<void> {
+  const sizes = [12_500, 25_000, 50_000];
+  const totals: number[] = [];
+  for (const leases of sizes) {
+    const dir = mkdtempSync(join(tmpdir(), 'underlay-bench-ipam-'));
+    try {
+      const range = resolveRange({ range: '10.66.0.0/16' }, 'ipam');
+      const target: PoolTarget = { name: poolName('', range.cidr), range, networkName: '', overlapping: false };
+      const store = new FileStore(dir);
+      const pool = filledPool(range, leases);
+      await seed(store, dir, target, pool);
+      const valid = Object.values(pool.allocations).map((a) => ({ containerID: a.id, ifname: a.ifname ?? '' }));
+      totals.push(await cpuMsAsync(() => collectGarbage(store, [target], 'bench', valid, Date.now() + 600_000)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  console.log('\nGC over a sharded /16 holding L leases (all valid)');
+  linearity('leases', 'lease', sizes, totals);
 }
 
 export async function main(args: ReadonlyArray<string>): Promise<void> {
@@ -151,6 +202,8 @@ export async function main(args: ReadonlyArray<string>): Promise<void> {
   const verdict = median(biggest.allocMs) < 5 ? 'meets' : 'misses';
   console.log(`target: under 5 ms CPU per allocation with ${biggest.leases} leases: ${verdict} it (${median(biggest.allocMs).toFixed(2)} ms median)`);
   console.log('full path = index, claim, reservation, read + JSON.parse of one shard (the whole record for a /22), plan, serialize, write, fsync, rename');
+  await rangesScaling();
+  await gcScaling();
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main(process.argv.slice(2));

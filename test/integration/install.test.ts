@@ -1,5 +1,5 @@
 // scripts/install.sh on a plugin directory that already holds a foreign plugin: kept unless --force.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireBuild, ROOT } from '../helpers/exec.ts';
 
 let dir: string;
-const install = (...args: string[]) => execFileSync('bash', [join(ROOT, 'scripts/install.sh'), '--dir', dir, ...args], { encoding: 'utf8' });
+
+/** The script's report (it logs to stderr); fails the test when the script does. */
+function install(...args: string[]): string {
+  const run = spawnSync('bash', [join(ROOT, 'scripts/install.sh'), '--dir', dir, ...args], { encoding: 'utf8' });
+  expect(run.status, run.stderr).toBe(0);
+  return run.stdout + run.stderr;
+}
 
 beforeAll(() => {
   requireBuild();
@@ -19,7 +25,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('install.sh', () => {
   it('installs the executable and links, keeping a plugin of another origin', () => {
     const out = install();
-    expect(out).toMatch(/macvlan exists and is not Underlay's; kept it/);
+    expect(out).toMatch(/macvlan is a plugin of another origin; kept it/);
     expect(readFileSync(join(dir, 'macvlan'), 'utf8')).toContain('reference macvlan');
     for (const name of ['underlay-macvlan', 'underlay-ipam', 'underlay-sriov', 'whereabouts', 'sriov']) {
       expect(readlinkSync(join(dir, name))).toBe('underlay');
@@ -28,8 +34,10 @@ describe('install.sh', () => {
   });
 
   it('is idempotent, and --force replaces the foreign plugin', () => {
-    expect(install()).not.toMatch(/replacing/);
-    expect(install('--force')).toMatch(/replacing .*\/macvlan/);
+    const again = install();
+    expect(again).not.toMatch(/replaced/);
+    expect(again).toMatch(/underlay is up to date/);
+    expect(install('--force')).toMatch(/replaced .*\/macvlan with a link to underlay \(--force\)/);
     expect(lstatSync(join(dir, 'macvlan')).isSymbolicLink()).toBe(true);
     expect(readdirSync(dir).filter((name) => name.startsWith('.'))).toEqual([]); // no temporary left behind
   });

@@ -8,15 +8,16 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Claimant } from '../../ipam/allocator.ts';
-import { release, type PoolTarget } from '../../ipam/lease.ts';
-import { poolName } from '../../ipam/names.ts';
+import type { Claimant } from '../../ipam/alloc/allocator.ts';
+import { opsFor } from '../../ipam/lease/pool.ts';
+import type { PoolTarget } from '../../ipam/lease/target.ts';
+import { poolName } from '../../ipam/alloc/names.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
-import { resolveRange } from '../../ipam/ranges.ts';
-import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
-import { FileStore } from '../../ipam/store/file.ts';
-import type { LegacyIpamStore } from '../../ipam/store/types.ts';
+import { resolveRange } from '../../ipam/alloc/ranges.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
+import type { IpamStore, Write } from '../../ipam/store/types.ts';
 import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
+import { createReservation, poolNames, readPool, readReservation, soon } from '../helpers/store.ts';
 
 type Ipam = Record<string, unknown>;
 const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (await ipamPlugin.add(invocation({ ipam, ...spec }))).ips!.map((ip) => ip.address);
@@ -25,15 +26,14 @@ const gc = (ipam: Ipam, valid: Array<{ containerID: string; ifname: string }>, s
   ipamPlugin.gc(invocation({ ipam, verb: 'GC', ...spec, extra: { 'cni.dev/valid-attachments': valid } }));
 const pod = (id: string, uid?: string): Partial<InvocationSpec> => ({ containerId: id, pod: 'ns/p', args: uid ? `K8S_POD_UID=${uid}` : '' });
 const records = (dir: string, sub: string) => readdirSync(join(dir, sub)).filter((f) => f.endsWith('.json')).sort();
-const soon = () => Date.now() + 10_000;
 
 /** Every lease of a pool, over its shards: [address offset, container ID]. */
 async function leases(dir: string, pool: string): Promise<Array<[string, string]>> {
   const store = new FileStore(dir);
   const out: Array<[string, string]> = [];
-  for (const name of await store.listPools()) {
+  for (const name of await poolNames(store)) {
     if (name !== pool && !name.startsWith(`${pool}-s`)) continue;
-    for (const [key, a] of Object.entries((await store.readPool(name))!.value.allocations)) out.push([key, a.id]);
+    for (const [key, a] of Object.entries((await readPool(store, name))!.value.allocations)) out.push([key, a.id]);
   }
   return out.sort();
 }
@@ -117,7 +117,7 @@ describe('a sharded DEL without the pod in CNI_ARGS (finding 7)', () => {
 });
 
 /** The store as a DEL killed right after its pool write sees it: every later call fails. */
-function killedAfterPoolWrite(store: LegacyIpamStore): LegacyIpamStore {
+function killedAfterPoolWrite(store: IpamStore): IpamStore {
   let killed = false;
   return new Proxy(store, {
     get(real, prop) {
@@ -126,7 +126,8 @@ function killedAfterPoolWrite(store: LegacyIpamStore): LegacyIpamStore {
       return async (...args: unknown[]) => {
         if (killed) throw new Error('killed');
         const out = await (value as (...a: unknown[]) => Promise<unknown>).apply(real, args);
-        if (prop === 'writePool' && !String(args[0]).endsWith('-index') && out === true) killed = true;
+        const write = (args[0] as Write[] | undefined)?.[0];
+        if (prop === 'commit' && write?.kind === 'pool' && !write.name.endsWith('-index') && out !== undefined) killed = true;
         return out;
       };
     },
@@ -139,7 +140,7 @@ describe('a DEL stopped right after its pool write (finding 3)', () => {
     const sharded = cidr.endsWith('/21');
     const range = resolveRange({ range: cidr }, 'ipam');
     const target: PoolTarget = { name: poolName('', range.cidr), range, networkName: '', overlapping: true };
-    const give = sharded ? releaseSharded : release;
+    const give = (s: IpamStore, t: PoolTarget, w: Claimant, deadline: number) => opsFor(t).release(s, t, w, deadline);
 
     it(`is retried after the pod's next sandbox took the address: the retry frees nothing (${cidr})`, async () => {
       const dir = tempStoreDir();
@@ -160,10 +161,10 @@ describe('a DEL stopped right after its pool write (finding 3)', () => {
       it('is retried: the retry removes the reservation and claim the first one left behind', async () => {
         const dir = tempStoreDir();
         const store = new FileStore(dir);
-        await acquireSharded(store, target, who('c1'), soon());
-        await expect(releaseSharded(killedAfterPoolWrite(store), target, who('c1'), soon())).rejects.toThrow('killed');
+        await opsFor(target).acquire(store, target, who('c1'), soon());
+        await expect(give(killedAfterPoolWrite(store), target, who('c1'), soon())).rejects.toThrow('killed');
         expect(records(dir, 'reservations')).toHaveLength(2);
-        expect(await releaseSharded(store, target, who('c1'), soon())).toEqual([]);
+        expect(await give(store, target, who('c1'), soon())).toEqual([]);
         expect(records(dir, 'reservations')).toEqual([]);
       });
     }
@@ -211,11 +212,11 @@ describe('GC of one network_name next to another whose reservation names read al
     expect(records(dir, 'reservations')).toEqual(['x-fd00-1--1.json']);
     // "x-fd00-1--1" also reads as fd00:1::1 of network_name "x".
     const mine = { type: 'whereabouts', range: 'fd00:1::/112', network_name: 'x', file_store_dir: dir };
-    await store.createReservation('x-fd00-1--2', { podref: 'ns/legacy', since: '2020-01-01T00:00:00.000Z' }); // no scope: ambiguous
-    await store.createReservation('x-fd00-1--3', { podref: 'ns/dead', since: '2020-01-01T00:00:00.000Z', networkname: 'x' });
+    await createReservation(store, 'x-fd00-1--2', { podref: 'ns/legacy', since: '2020-01-01T00:00:00.000Z' }); // no scope: ambiguous
+    await createReservation(store, 'x-fd00-1--3', { podref: 'ns/dead', since: '2020-01-01T00:00:00.000Z', networkname: 'x' });
     await gc(mine, []);
     expect(records(dir, 'reservations')).toEqual(['x-fd00-1--1.json', 'x-fd00-1--2.json']);
-    expect((await store.readReservation('x-fd00-1--1'))!.value.networkname).toBe('x-fd00');
+    expect((await readReservation(store, 'x-fd00-1--1'))!.value.networkname).toBe('x-fd00');
     // fd00:1::/120 of "x" even names its pool as 1::/120 of "x-fd00" ("x-fd00-1---120"): GC leaves that alone.
     await gc({ ...mine, range: 'fd00:1::/120' }, []);
     expect(await leases(dir, 'x-fd00-1---120')).toEqual([['1', 'c1']]);

@@ -6,33 +6,36 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Claimant } from '../../ipam/allocator.ts';
-import { acquire, claim, release, type PoolTarget } from '../../ipam/lease.ts';
-import { poolName } from '../../ipam/names.ts';
+import type { Claimant } from '../../ipam/alloc/allocator.ts';
+import { opsFor } from '../../ipam/lease/pool.ts';
+import { judgeReservation } from '../../ipam/lease/reservations.ts';
+import type { PoolTarget } from '../../ipam/lease/target.ts';
+import { poolName } from '../../ipam/alloc/names.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
-import { resolveRange } from '../../ipam/ranges.ts';
-import { collectGarbage } from '../../ipam/reconcile.ts';
-import { acquireSharded, releaseSharded } from '../../ipam/sharded.ts';
-import { isSharded } from '../../ipam/shards.ts';
-import { FileStore } from '../../ipam/store/file.ts';
-import { StoreUnavailable, type LegacyIpamStore } from '../../ipam/store/types.ts';
+import { resolveRange } from '../../ipam/alloc/ranges.ts';
+import { collectGarbage } from '../../ipam/gc/collect.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
+import { StoreUnavailable, type IpamStore, type Write } from '../../ipam/store/types.ts';
 import { type InvocationSpec, failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
+import { createReservation, deleteReservation, readPool, readReservation, replaceReservation, reservationNames, soon, writePool } from '../helpers/store.ts';
 
 type Ipam = Record<string, unknown>;
 const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (await ipamPlugin.add(invocation({ ipam, ...spec }))).ips!.map((ip) => ip.address);
 const del = (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => ipamPlugin.del(invocation({ ipam, verb: 'DEL', ...spec }));
-const soon = () => Date.now() + 10_000;
 
 
 function target(cidr: string, networkName = 'blue', overlapping = true): PoolTarget {
   const range = resolveRange({ range: cidr }, 'ipam');
   return { name: poolName(networkName, range.cidr), range, networkName, overlapping };
 }
-const take = (t: PoolTarget, store: LegacyIpamStore, who: Claimant) => (isSharded(t.range) ? acquireSharded : acquire)(store, t, who, soon());
-const give = (t: PoolTarget, store: LegacyIpamStore, who: Claimant) => (isSharded(t.range) ? releaseSharded : release)(store, t, who, soon());
+const take = (t: PoolTarget, store: IpamStore, who: Claimant) => opsFor(t).acquire(store, t, who, soon());
+const give = (t: PoolTarget, store: IpamStore, who: Claimant) => opsFor(t).release(store, t, who, soon());
+/** The first write of a commit call's arguments. */
+const firstWrite = (args: unknown[]): Write | undefined => (args[0] as Write[] | undefined)?.[0];
+const isPoolWrite = (args: unknown[]) => firstWrite(args)?.kind === 'pool' && !firstWrite(args)!.name.endsWith('-index');
 
 /** The store as one operation sees it: it stops at the first call `at` picks, until `resume()`. */
-function pausing(store: LegacyIpamStore, at: (method: string, args: unknown[]) => boolean) {
+function pausing(store: IpamStore, at: (method: string, args: unknown[]) => boolean) {
   let resume!: () => void;
   const gate = new Promise<void>((r) => (resume = r));
   let paused!: () => void;
@@ -81,13 +84,13 @@ describe('a DEL of an earlier pod of the same name (finding 1)', () => {
     const ipam = { type: 'whereabouts', range: '10.41.0.0/24', file_store_dir: tempStoreDir() };
     await addresses(ipam, { containerId: 'a', pod: 'ns/p', args: 'K8S_POD_UID=u1' });
     const store = new FileStore(ipam.file_store_dir);
-    expect((await store.readPool('10.41.0.0-24'))!.value.allocations['1']).toMatchObject({ id: 'a', poduid: 'u1' });
+    expect((await readPool(store, '10.41.0.0-24'))!.value.allocations['1']).toMatchObject({ id: 'a', poduid: 'u1' });
     await del(ipam, { containerId: 'x', pod: 'ns/p', args: 'K8S_POD_UID=u0' }); // another pod of that name
     await del(ipam, { containerId: 'y', pod: 'ns/p' }); // no UID
     await del(ipam, { containerId: 'z', pod: 'ns/p', args: 'K8S_POD_UID=u1' }); // same pod, another container
-    expect((await store.readPool('10.41.0.0-24'))!.value.allocations['1']?.id).toBe('a');
+    expect((await readPool(store, '10.41.0.0-24'))!.value.allocations['1']?.id).toBe('a');
     await del(ipam, { containerId: 'a', pod: 'ns/p', args: 'K8S_POD_UID=u1' });
-    expect((await store.readPool('10.41.0.0-24'))!.value.allocations).toEqual({});
+    expect((await readPool(store, '10.41.0.0-24'))!.value.allocations).toEqual({});
   });
 });
 
@@ -104,7 +107,7 @@ describe('a DEL of an old sandbox concurrent with the ADD of a new pod (findings
       // DEL O stops right after its pool write, before it looks at reservations and claims.
       let poolWritten = false;
       const paused = pausing(store, (method, args) => {
-        if (method === 'writePool' && !String(args[0]).endsWith('-index')) poolWritten = true;
+        if (method === 'commit' && isPoolWrite(args)) poolWritten = true;
         return method === 'readReservation' && poolWritten;
       });
       const delO = give(A, paused.store, O);
@@ -114,45 +117,51 @@ describe('a DEL of an old sandbox concurrent with the ADD of a new pod (findings
       await delO;
       expect((await take(B, store, Q)).offset).not.toBe(n);
       expect(await give(A, store, N)).toHaveLength(1); // N's lease is found and released
-      expect(await store.listReservations()).toEqual(['blue-10.0.0.2']); // Q's; N's and its claim are gone
+      expect(await reservationNames(store)).toEqual(['blue-10.0.0.2']); // Q's; N's and its claim are gone
     });
   }
 
-  it('claim() answers "ours" only for the same pod instance, and hands it over by compare-and-swap', async () => {
+  it('a reservation is "current" only for the same pod instance, and handed over by compare-and-swap', async () => {
     const store = new FileStore(tempStoreDir());
     const now = new Date().toISOString();
     const O: Claimant = { id: 'O', podref: 'ns/p', ifname: 'net1', network: 'n', uid: 'u1' };
-    expect(await claim(store, 'r', O, now)).toBe('created');
-    expect(await claim(store, 'r', { ...O, id: 'N', uid: 'u2' }, now)).toBe('taken'); // re-created pod
-    expect(await claim(store, 'r', { ...O, id: 'S' }, now)).toBe('ours'); // new sandbox, same pod
-    expect((await store.readReservation('r'))!.value).toMatchObject({ containerid: 'S', poduid: 'u1' });
+    const judge = async (who: Claimant) => judgeReservation(await readReservation(store, 'r'), 'r', who, now, '');
+    const create = await judge(O);
+    expect(create).toMatchObject({ kind: 'reservation', expected: undefined });
+    expect(await store.commit([create as Write], soon())).toBeDefined();
+    expect(await judge(O)).toBe('current');
+    expect(await judge({ ...O, id: 'N', uid: 'u2' })).toBe('taken'); // re-created pod
+    const handover = await judge({ ...O, id: 'S' }); // new sandbox, same pod
+    expect(handover).toMatchObject({ kind: 'reservation', expected: (await readReservation(store, 'r'))!.version });
+    expect(await store.commit([handover as Write], soon())).toBeDefined();
+    expect((await readReservation(store, 'r'))!.value).toMatchObject({ containerid: 'S', poduid: 'u1' });
   });
 });
 
 describe('FileStore.replaceReservation', () => {
   it('replaces only the version it read, and never re-creates a deleted one', async () => {
     const store = new FileStore(tempStoreDir());
-    await store.createReservation('r', { podref: 'a' });
-    const first = (await store.readReservation('r'))!;
-    expect(await store.replaceReservation('r', first.version, { podref: 'b' })).toBe(true);
-    expect(await store.replaceReservation('r', first.version, { podref: 'c' })).toBe(false);
-    const second = (await store.readReservation('r'))!;
+    await createReservation(store, 'r', { podref: 'a' });
+    const first = (await readReservation(store, 'r'))!;
+    expect(await replaceReservation(store, 'r', first.version, { podref: 'b' })).toBe(true);
+    expect(await replaceReservation(store, 'r', first.version, { podref: 'c' })).toBe(false);
+    const second = (await readReservation(store, 'r'))!;
     expect(second.value.podref).toBe('b');
     expect(second.version).not.toBe(first.version);
-    await store.deleteReservation('r', second.version);
-    expect(await store.replaceReservation('r', second.version, { podref: 'd' })).toBe(false);
-    expect(await store.readReservation('r')).toBeUndefined();
+    await deleteReservation(store, 'r', second.version);
+    expect(await replaceReservation(store, 'r', second.version, { podref: 'd' })).toBe(false);
+    expect(await readReservation(store, 'r')).toBeUndefined();
   });
 });
 
 describe('a sharded ADD next to a full overlapping pool (finding 3)', () => {
   it('skips the reserved addresses within one attempt, without back-off', async () => {
     const store = new FileStore(tempStoreDir());
-    for (let i = 1; i <= 254; i++) await store.createReservation(`blue-10.50.0.${i}`, { containerid: `b${i}`, podref: `ns/b${i}`, ifname: 'net1', since: new Date().toISOString() });
+    for (let i = 1; i <= 254; i++) await createReservation(store, `blue-10.50.0.${i}`, { containerid: `b${i}`, podref: `ns/b${i}`, ifname: 'net1', since: new Date().toISOString() });
     const A = target('10.50.0.0/21');
     const started = Date.now();
     for (const id of ['a1', 'a2']) {
-      const lease = await acquireSharded(store, A, { id, podref: `ns/${id}`, ifname: 'net1', network: 'na' }, Date.now() + 5_000);
+      const lease = await opsFor(A).acquire(store, A, { id, podref: `ns/${id}`, ifname: 'net1', network: 'na' }, Date.now() + 5_000);
       expect(lease.offset).toBe(id === 'a1' ? 255n : 256n);
     }
     expect(Date.now() - started).toBeLessThan(3_000);
@@ -164,26 +173,26 @@ describe('a store outage (finding 4)', () => {
     const dir = tempStoreDir();
     const store = new FileStore(dir);
     const A = target('10.60.0.0/21', '', false);
-    await store.writePool(A.name, { range: A.range.cidr, allocations: { 1030: { id: 'c1', podref: 'ns/p1', ifname: 'net1' } } }, undefined);
+    await writePool(store, A.name, { range: A.range.cidr, allocations: { 1030: { id: 'c1', podref: 'ns/p1', ifname: 'net1' } } }, undefined);
     // Fails twice, as a lock held too long does: retried inside the deadline.
     let failures = 2;
     const flaky = new Proxy(store, {
       get(real, prop) {
         const value = (real as unknown as Record<string | symbol, unknown>)[prop];
-        if (prop === 'writePool') {
+        if (prop === 'commit') {
           return async (...args: unknown[]) => {
-            if (String(args[0]).endsWith('-index') && failures-- > 0) throw new StoreUnavailable('lock held');
+            if (firstWrite(args)?.name.endsWith('-index') && failures-- > 0) throw new StoreUnavailable('lock held');
             return (value as (...a: unknown[]) => unknown).apply(real, args);
           };
         }
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(real) : value;
       },
     });
-    expect(await releaseSharded(flaky, A, { id: 'c1', podref: 'ns/p1', ifname: 'net1', network: 'n' }, soon())).toHaveLength(1);
+    expect(await opsFor(A).release(flaky, A, { id: 'c1', podref: 'ns/p1', ifname: 'net1', network: 'n' }, soon())).toHaveLength(1);
 
     // Through the plugin: the index lock held by another process for longer than the deadline.
     const ipam = { type: 'whereabouts', range: '10.61.0.0/21', file_store_dir: dir };
-    await store.writePool('10.61.0.0-21', { range: '10.61.0.0/21', allocations: { 1030: { id: 'c2', podref: 'ns/p2', ifname: 'net1' } } }, undefined);
+    await writePool(store, '10.61.0.0-21', { range: '10.61.0.0/21', allocations: { 1030: { id: 'c2', podref: 'ns/p2', ifname: 'net1' } } }, undefined);
     const lock = join(dir, 'pools', '10.61.0.0-21-index.lock');
     closeSync(openSync(lock, 'a'));
     const holder = spawn(process.execPath, ['-e', `const db = new (require('node:sqlite').DatabaseSync)(${JSON.stringify(lock)}); db.exec('BEGIN IMMEDIATE'); console.log('held'); setTimeout(() => {}, 8000);`]);
@@ -221,17 +230,17 @@ describe('GC next to an ADD in flight (finding 6)', () => {
       allocations[i] = { id: `c${i}`, podref: `ns/p${i}`, ifname: 'net1', network: 'n' };
       if (i !== 7) valid.push({ containerID: `c${i}`, ifname: 'net1' });
     }
-    await store.writePool(A.name, { range: A.range.cidr, allocations }, undefined);
+    await writePool(store, A.name, { range: A.range.cidr, allocations }, undefined);
     const who = (id: string): Claimant => ({ id, podref: `ns/${id}`, ifname: 'net1', network: 'n' });
     valid.push({ containerID: 'X', ifname: 'net1' });
     // X has read the index and seen shard 0 full; it stops just before raising its hint.
-    const paused = pausing(store, (method, args) => method === 'writePool' && String(args[0]).endsWith('-index') && args[2] !== undefined);
-    const x = acquireSharded(paused.store, A, who('X'), soon());
+    const paused = pausing(store, (method, args) => method === 'commit' && firstWrite(args)?.name.endsWith('-index') === true && firstWrite(args)?.expected !== undefined);
+    const x = opsFor(A).acquire(paused.store, A, who('X'), soon());
     await paused.reached;
     expect((await collectGarbage(store, [A], 'n', valid, soon())).released).toBe(1);
     paused.resume();
     await x;
-    expect((await acquireSharded(store, A, who('Y'), soon())).offset).toBe(7n);
+    expect((await opsFor(A).acquire(store, A, who('Y'), soon())).offset).toBe(7n);
   });
 });
 
@@ -241,10 +250,10 @@ describe('file store versions (finding 7)', () => {
     const store = new FileStore(dir);
     mkdirSync(join(dir, 'pools'), { recursive: true });
     writeFileSync(join(dir, 'pools', 'p.json'), '{"version":"9007199254740993","range":"10.0.0.0/24","allocations":{}}\n');
-    expect(await store.writePool('p', { range: '10.0.0.0/24', allocations: {} }, '9007199254740993')).toBe(true);
-    expect((await store.readPool('p'))!.version).toBe('9007199254740994');
+    expect(await writePool(store, 'p', { range: '10.0.0.0/24', allocations: {} }, '9007199254740993')).toBe(true);
+    expect((await readPool(store, 'p'))!.version).toBe('9007199254740994');
     writeFileSync(join(dir, 'pools', 'q.json'), '{"version":"abc","range":"10.0.0.0/24","allocations":{}}\n');
-    await expect(store.writePool('q', { range: '10.0.0.0/24', allocations: {} }, 'abc')).rejects.toThrow(/q\.json has version "abc", not a decimal counter/);
+    await expect(writePool(store, 'q', { range: '10.0.0.0/24', allocations: {} }, 'abc')).rejects.toThrow(/q\.json has version "abc", not a decimal counter/);
   });
 });
 
@@ -260,11 +269,11 @@ describe('housekeeping (findings 9, 11)', () => {
     const dir = tempStoreDir();
     const ipam = { type: 'whereabouts', range: '10.81.0.0/24', file_store_dir: dir };
     await addresses(ipam, { containerId: 'a', pod: 'ns/a' });
-    const old = join(dir, 'reservations', '10.81.0.9.json.tmp-1-dead');
+    const old = join(dir, 'reservations', '10.81.0.9.json.tmp-1-deadbeef');
     writeFileSync(old, '{"half');
     utimesSync(old, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
-    writeFileSync(join(dir, 'reservations', '10.81.0.8.json.tmp-2-live'), '{"half');
+    writeFileSync(join(dir, 'reservations', '10.81.0.8.json.tmp-2-1badcafe'), '{"half');
     await ipamPlugin.gc(invocation({ ipam, verb: 'GC', extra: { 'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'net1' }] } }));
-    expect(readdirSync(join(dir, 'reservations')).filter((f) => !f.startsWith('.')).sort()).toEqual(['10.81.0.1.json', '10.81.0.8.json.tmp-2-live']);
+    expect(readdirSync(join(dir, 'reservations')).filter((f) => !f.startsWith('.')).sort()).toEqual(['10.81.0.1.json', '10.81.0.8.json.tmp-2-1badcafe']);
   });
 });

@@ -3,11 +3,11 @@
 // ADD gets the lowest free one.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseAddr } from '../../ipam/addr.ts';
+import { parseAddr } from '../../ipam/alloc/addr.ts';
 import {
   applyChange, emptyPool, lowestFree, planAssign, planCollect, planRelease, usage, type Claimant,
-} from '../../ipam/allocator.ts';
-import { isAllocatable, resolveRange, type IpRange } from '../../ipam/ranges.ts';
+} from '../../ipam/alloc/allocator.ts';
+import { isAllocatable, resolveRange, type IpRange } from '../../ipam/alloc/ranges.ts';
 import type { PoolRecord } from '../../ipam/store/types.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';

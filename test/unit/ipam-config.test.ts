@@ -3,10 +3,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadIpamConfig, type IpamConfig } from '../../ipam/config.ts';
-import { spanOf } from '../../ipam/ranges.ts';
+import { loadIpamConfig, type IpamConfig } from '../../ipam/config/load.ts';
+import { spanOf } from '../../ipam/alloc/ranges.ts';
 import { openStore } from '../../ipam/store/open.ts';
-import { invocation, tempStoreDir, type InvocationSpec, thrown } from '../helpers/ipam-invocation.ts';
+import { failure as rejection, invocation, tempStoreDir, type InvocationSpec, thrown } from '../helpers/ipam-invocation.ts';
 
 const load = (ipam: Record<string, unknown>, spec: Partial<InvocationSpec> = {}, flatFilePaths: string[] = []): IpamConfig =>
   loadIpamConfig(invocation({ ipam, ...spec }), { flatFilePaths, env: {} });
@@ -48,18 +48,21 @@ describe('datastore', () => {
     expect(config.fileStoreDir).toBe('/tmp/x');
   });
 
+  it('opens the Kubernetes store from kubernetes.kubeconfig, naming a kubeconfig it cannot read', async () => {
+    const err = await rejection(openStore(load({ range: '10.0.0.0/24', kubernetes: KUBE })));
+    expect(err.message).toContain(KUBE.kubeconfig);
+  });
+
   it.each([
     [{ datastore: 'etcd', etcd_host: 'https://10.0.0.5:2379' }, 'ipam.datastore "etcd"'],
-    [{ datastore: 'kubernetes' }, 'ipam.datastore "kubernetes"'],
-    [{ kubernetes: KUBE }, 'implied by ipam.kubernetes.kubeconfig'],
-  ])('%j is refused with code 2 until its store exists', (fields, fragment) => {
-    const err = failure(() => openStore(load({ range: '10.0.0.0/24', ...fields })));
+  ])('%j is refused with code 2 until its store exists', async (fields, fragment) => {
+    const err = await rejection(openStore(load({ range: '10.0.0.0/24', ...fields })));
     expect(err.code).toBe(2);
     expect(err.message).toContain(fragment);
     expect(err.message).toContain('not available in this build');
   });
 
-  it('reads the etcd fields and never shows the password', () => {
+  it('reads the etcd fields and never shows the password', async () => {
     const config = load({
       range: '10.0.0.0/24', datastore: 'etcd', etcd_host: 'https://a:2379', etcd_endpoints: ['https://b:2379'], etcd_username: 'u',
       etcd_password: 's3cr3t-pw', etcd_key_file: '/k', etcd_cert_file: '/c', etcd_ca_cert_file: '/ca',
@@ -71,7 +74,7 @@ describe('datastore', () => {
     const elsewhere = failure(() => load({ range: 10, etcd_password: 's3cr3t-pw' }));
     expect(elsewhere.message).toContain('ipam.range = 10');
     expect(elsewhere.message).not.toContain('s3cr3t-pw');
-    expect(failure(() => openStore(config)).message).not.toContain('s3cr3t-pw');
+    expect((await rejection(openStore(config))).message).not.toContain('s3cr3t-pw');
   });
 });
 

@@ -1,78 +1,56 @@
-// The file store's contract on real files: compare-and-swap pools, create-if-absent and
-// delete-if-unchanged reservations, no lost update under concurrent writers, refusal of corrupt files.
-import { readdirSync, writeFileSync } from 'node:fs';
+// What is particular to the file store (the contract every store shares is in test/store/): refusal of
+// corrupt files, unsafe names and directories others could write, no symlink followed, the temp files
+// of dead writers removed exactly, and read verbs that create nothing. (Full disks and directories
+// others can write: test/integration/ipam-hardening.test.ts, on the built executable.)
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../../lib/cni/errors.ts';
-import { FileStore } from '../../ipam/store/file.ts';
+import { ipamPlugin } from '../../ipam/plugin.ts';
+import { FileStore } from '../../ipam/store/file/store.ts';
 import type { PoolRecord } from '../../ipam/store/types.ts';
-import { tempStoreDir } from '../helpers/ipam-invocation.ts';
+import { failure, invocation, tempStoreDir } from '../helpers/ipam-invocation.ts';
+import { readPool, writePool } from '../helpers/store.ts';
 
 const pool = (n: number): PoolRecord => ({ range: '10.0.0.0/24', allocations: Object.fromEntries(Array.from({ length: n }, (_, i) => [String(i + 1), { id: `c${i}`, podref: `c${i}` }])) });
 
-describe('FileStore pools', () => {
-  it('creates only when absent and writes only over the version it read', async () => {
-    const store = new FileStore(tempStoreDir());
-    expect(await store.readPool('p')).toBeUndefined();
-    expect(await store.writePool('p', pool(1), undefined)).toBe(true);
-    expect(await store.writePool('p', pool(9), undefined)).toBe(false);
-    const first = (await store.readPool('p'))!;
-    expect(first.value).toEqual(pool(1));
-    expect(await store.writePool('p', pool(2), first.version)).toBe(true);
-    expect(await store.writePool('p', pool(3), first.version)).toBe(false); // stale version
-    expect((await store.readPool('p'))!.value).toEqual(pool(2));
-    expect(await store.listPools()).toEqual(['p']);
-  });
-
-  it('loses no update among concurrent read-modify-write loops', async () => {
-    const store = new FileStore(tempStoreDir());
-    const writer = async (id: number) => {
-      for (let i = 0; i < 20; i++) {
-        for (;;) {
-          const snapshot = await store.readPool('p');
-          const value = snapshot?.value ?? { range: '10.0.0.0/24', allocations: {} };
-          const next = { ...value, allocations: { ...value.allocations, [String(id * 100 + i)]: { id: `w${id}`, podref: `w${id}` } } };
-          if (await store.writePool('p', next, snapshot?.version)) break;
-          await new Promise((r) => setTimeout(r, Math.random() * 3));
-        }
-      }
-    };
-    await Promise.all([1, 2, 3, 4].map(writer));
-    expect(Object.keys((await store.readPool('p'))!.value.allocations)).toHaveLength(80);
-  });
-
-  it('removes the temp files of dead writers on the next write', async () => {
+describe('FileStore files', () => {
+  it('removes only the temp files of the pool it writes, matched exactly', async () => {
     const dir = tempStoreDir();
     const store = new FileStore(dir);
-    await store.writePool('p', pool(1), undefined);
-    writeFileSync(join(dir, 'pools', 'p.json.tmp-999999-dead'), '{"half');
-    const { version } = (await store.readPool('p'))!;
-    await store.writePool('p', pool(2), version);
-    expect(readdirSync(join(dir, 'pools')).sort()).toEqual(['p.json', 'p.lock']);
+    await writePool(store, 'p', pool(1), undefined);
+    // A pool whose name extends p's temp-file name is another pool, not debris.
+    await writePool(store, 'p.json.tmp-7-0123abcd', pool(2), undefined);
+    writeFileSync(join(dir, 'pools', 'p.json.tmp-999999-deadbeef'), '{"half');
+    await writePool(store, 'p', pool(3), (await readPool(store, 'p'))!.version);
+    expect(readdirSync(join(dir, 'pools')).sort()).toEqual(['p.json', 'p.json.tmp-7-0123abcd.json', 'p.json.tmp-7-0123abcd.lock', 'p.lock']);
+    expect((await readPool(store, 'p.json.tmp-7-0123abcd'))!.value).toEqual(pool(2));
   });
 
-  it('refuses a corrupt pool file and an unsafe name with a clear error', async () => {
+  it('refuses a corrupt pool file, an unsafe name and a symlinked record with a clear error', async () => {
     const dir = tempStoreDir();
     const store = new FileStore(dir);
-    await store.ping();
+    await writePool(store, 'ok', pool(1), undefined);
     writeFileSync(join(dir, 'pools', 'bad.json'), '{"version":"1","range":"10.0.0.0/24","allocations":{"x":{}}}');
-    await expect(store.readPool('bad')).rejects.toThrow(/an allocation is malformed/);
-    await expect(store.readPool('../etc/passwd')).rejects.toBeInstanceOf(CniError);
+    await expect(readPool(store, 'bad')).rejects.toThrow(/malformed allocation/);
+    await expect(readPool(store, '../etc/passwd')).rejects.toBeInstanceOf(CniError);
+    writeFileSync(join(dir, 'secret'), '{"version":"1","range":"10.0.0.0/24","allocations":{}}');
+    symlinkSync(join(dir, 'secret'), join(dir, 'pools', 'planted.json'));
+    await expect(readPool(store, 'planted')).rejects.toThrow(/planted\.json: it is a symbolic link/);
+    symlinkSync(join(dir, 'secret'), join(dir, 'pools', 'ok2.lock'));
+    await expect(writePool(store, 'ok2', pool(1), undefined)).rejects.toThrow(/ok2\.lock: ELOOP/);
+    expect(readFileSync(join(dir, 'secret'), 'utf8')).toContain('"allocations":{}');
   });
 });
 
-describe('FileStore reservations', () => {
-  it('creates if absent, deletes only the version it read', async () => {
-    const store = new FileStore(tempStoreDir());
-    expect(await store.createReservation('10.0.0.5', { podref: 'ns/a' })).toBe(true);
-    expect(await store.createReservation('10.0.0.5', { podref: 'ns/b' })).toBe(false);
-    const first = (await store.readReservation('10.0.0.5'))!;
-    expect(first.value.podref).toBe('ns/a');
-    expect(await store.deleteReservation('10.0.0.5', first.version)).toBe(true);
-    expect(await store.createReservation('10.0.0.5', { podref: 'ns/c' })).toBe(true);
-    expect(await store.deleteReservation('10.0.0.5', first.version)).toBe(false); // a newer one: kept
-    expect((await store.readReservation('10.0.0.5'))!.value.podref).toBe('ns/c');
-    expect(await store.listReservations()).toEqual(['10.0.0.5']);
-    expect(await store.deleteReservation('10.0.0.6', 'any')).toBe(true);
+describe('read verbs', () => {
+  it('never create the store: STATUS and CHECK on a missing directory leave nothing behind', async () => {
+    const dir = join(tempStoreDir(), 'not-yet');
+    const ipam = { type: 'whereabouts', range: '10.3.0.0/24', file_store_dir: dir };
+    await ipamPlugin.status(invocation({ ipam, verb: 'STATUS' }));
+    const prevResult = { cniVersion: '1.1.0', ips: [{ address: '10.3.0.1/24' }] };
+    expect((await failure(ipamPlugin.check(invocation({ ipam, verb: 'CHECK', extra: { prevResult } })))).code).toBe(3);
+    expect(() => readdirSync(dir)).toThrow(/ENOENT/);
+    mkdirSync(dir, { mode: 0o700 });
   });
 });

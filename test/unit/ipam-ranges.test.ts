@@ -1,9 +1,9 @@
 // Addresses, names and ranges: the arithmetic every pool rests on.
 import { thrown } from '../helpers/ipam-invocation.ts';
 import { describe, expect, it } from 'vitest';
-import { formatAddr, parseAddr, parseCidr } from '../../ipam/addr.ts';
-import { normalizeForName, poolName, reservationAddress, reservationName } from '../../ipam/names.ts';
-import { addressAt, resolveRange, spanOf } from '../../ipam/ranges.ts';
+import { formatAddr, parseAddr, parseCidr } from '../../ipam/alloc/addr.ts';
+import { normalizeForName, poolName, reservationAddress, reservationName } from '../../ipam/alloc/names.ts';
+import { addressAt, resolveRange, spanOf } from '../../ipam/alloc/ranges.ts';
 
 const canon = (text: string) => {
   const a = parseAddr(text)!;

@@ -1,10 +1,10 @@
 // The pure side of sharding: record names, the span each shard owns, and the index hints.
 import { describe, expect, it } from 'vitest';
-import { lowestFree } from '../../ipam/allocator.ts';
-import { resolveRange } from '../../ipam/ranges.ts';
+import { lowestFree } from '../../ipam/alloc/allocator.ts';
+import { resolveRange } from '../../ipam/alloc/ranges.ts';
 import {
   byShard, claimName, clip, emptyIndex, fingerprint, indexName, isClaimName, isSharded, lowerHints, nextShard, raiseHint, roleOf, shardName, startShard,
-} from '../../ipam/shards.ts';
+} from '../../ipam/alloc/shards.ts';
 
 describe('shard layout', () => {
   it('keeps pools of up to 1024 addresses in one record and cuts bigger ones', () => {

@@ -1,0 +1,31 @@
+// How one pool is worked, chosen once per pool: as one whereabouts IPPool record (lease/single.ts), or
+// cut into shards (lease/sharded.ts) when it is bigger than one shard. ADD, DEL, CHECK, STATUS, GC and
+// the reconciler all go through these operations; none of them asks which kind of pool it has.
+import type { Claimant } from '../alloc/allocator.ts';
+import { isSharded } from '../alloc/shards.ts';
+import type { Allocation, IpamStore } from '../store/types.ts';
+import { SHARDED } from './sharded.ts';
+import { SINGLE_RECORD } from './single.ts';
+import type { Lease, PoolTarget, Released } from './target.ts';
+
+export interface PoolOps {
+  /** ADD: the pod's existing lease, or the lowest free address. */
+  acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease>;
+  /** Undoes a new lease of a failed ADD; an existing lease (the pod had it before) stays. */
+  rollback(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void>;
+  /** DEL: the leases of exactly (container ID, ifname); none is not an error. */
+  release(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Released[]>;
+  /** CHECK: the offset (container ID, ifname) holds, if any. Never writes. */
+  find(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<bigint | undefined>;
+  /** STATUS: the lowest free offset, if any. Never writes. */
+  lowestFree(store: IpamStore, target: PoolTarget, deadline: number): Promise<bigint | undefined>;
+  /**
+   * GC and the reconciler: releases every lease `doomed` picks, and repairs what crashes left that is
+   * older than `graceMs` (younger may be an ADD in flight). `repaired` counts the records removed.
+   */
+  collect(
+    store: IpamStore, target: PoolTarget, doomed: (allocation: Allocation) => boolean, deadline: number, graceMs: number,
+  ): Promise<{ released: Released[]; repaired: number }>;
+}
+
+export const opsFor = (target: PoolTarget): PoolOps => (isSharded(target.range) ? SHARDED : SINGLE_RECORD);

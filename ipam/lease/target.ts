@@ -1,0 +1,42 @@
+// What the lease protocols work on: one pool as a config sees it, a lease taken in it, a lease released.
+import { CniError } from '../../lib/cni/errors.ts';
+import { newAllocation, type Claimant } from '../alloc/allocator.ts';
+import { reservationName } from '../alloc/names.ts';
+import { spanOf, type IpRange } from '../alloc/ranges.ts';
+import type { Allocation } from '../store/types.ts';
+
+/** Plugin-specific CNI error code (the spec leaves 100+ to plugins): no free address in a range. */
+export const POOL_EXHAUSTED = 100;
+
+/** One pool as a config sees it: the store's record name, the range rules, the reservation scope. */
+export interface PoolTarget {
+  name: string;
+  range: IpRange;
+  networkName: string;
+  overlapping: boolean;
+}
+
+export interface Lease {
+  offset: bigint;
+  /** True when the pod already held it (idempotent ADD): a failed ADD must not release it. */
+  existing: boolean;
+}
+
+/** A lease that left its pool: its offset and the allocation it was. */
+export type Released = [offset: bigint, allocation: Allocation];
+
+/** The lease `who` is taking, as the owner its reservations are judged against. */
+export const ownerOf = (who: Claimant): Allocation => newAllocation(who, '');
+
+/** The overlapping-range reservation of `offset` in `target`'s scope. */
+export const reservationOf = (target: PoolTarget, offset: bigint): string =>
+  reservationName(target.networkName, target.range.family, target.range.network + offset);
+
+export function exhausted(target: PoolTarget, reservedElsewhere: number): CniError {
+  const { range } = target;
+  const elsewhere = reservedElsewhere > 0 ? `, ${reservedElsewhere} of them reserved by overlapping ranges` : '';
+  return new CniError(
+    POOL_EXHAUSTED,
+    `pool exhausted: ${range.field}.range = ${JSON.stringify(range.source)} has no free address: all ${range.size} allocatable addresses in ${spanOf(range)} are leased${elsewhere}`,
+  );
+}
