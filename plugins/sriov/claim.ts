@@ -2,6 +2,7 @@
 // means another pod holds the VF ("already allocated": its DEL has not run yet, sriov-cni #219). A
 // marker whose netns is gone belongs to a pod that died without DEL: its VF is put back from that pod's
 // record (what it shows now is the dead pod's settings, not the original) and then reused.
+import { rmSync } from 'node:fs';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import type { FileLock } from '../../lib/lock.ts';
 import { log } from '../../lib/log.ts';
@@ -9,8 +10,7 @@ import { netnsAlive } from '../../lib/net/netns.ts';
 import { refresh, vfByIndex, vfByPciAddress, vfsOfPf, type VfDevice } from '../../lib/sysfs/vf.ts';
 import type { VfChoice } from './config.ts';
 import { giveBack } from './restore.ts';
-import { allAttachments, forget, lockVf, markerOf, markerPath } from './state.ts';
-import { rmSync } from 'node:fs';
+import { allAttachments, dropMarkerTemps, forget, lockVf, markerOf, markerPath, tryLockVf } from './state.ts';
 
 export interface ClaimedVf {
   vf: VfDevice;
@@ -19,6 +19,7 @@ export interface ClaimedVf {
 
 /** Under the VF's lock: puts back a VF whose holder died, so it can be taken. False when a live pod holds it. */
 function reclaimIfFree(vf: VfDevice): boolean {
+  dropMarkerTemps(vf.pci);
   const holder = markerOf(vf.pci);
   if (holder !== undefined && netnsAlive(holder)) return false;
   if (holder !== undefined) {
@@ -55,20 +56,15 @@ async function claimOne(vf: VfDevice, field: string, value: string): Promise<Cla
 }
 
 /** The first VF of `pf` that nobody holds, trying each without waiting for a lock another ADD holds. */
-async function claimFree(pf: string): Promise<ClaimedVf> {
+function claimFree(pf: string): ClaimedVf {
   const { vfs } = vfsOfPf(pf);
   let busy = 0;
   for (const index of [...vfs.keys()].sort((a, b) => a - b)) {
     const vf = vfByIndex(pf, index, 'master');
-    let lock: FileLock;
-    try {
-      lock = await lockVf(vf.pci, 0);
-    } catch (err) {
-      if (err instanceof CniError && err.code === Code.TryAgainLater) {
-        busy++;
-        continue;
-      }
-      throw err;
+    const lock = tryLockVf(vf.pci);
+    if (!lock) {
+      busy++;
+      continue;
     }
     try {
       const now = reclaimIfFree(vf) ? refresh(vf) : undefined;
@@ -87,5 +83,5 @@ async function claimFree(pf: string): Promise<ClaimedVf> {
 export function claimVf(choice: VfChoice): Promise<ClaimedVf> {
   if ('deviceID' in choice) return claimOne(vfByPciAddress(choice.deviceID), 'deviceID', choice.deviceID);
   if (choice.index !== undefined) return claimOne(vfByIndex(choice.master, choice.index, choice.field), choice.field, String(choice.index));
-  return claimFree(choice.master);
+  return Promise.resolve(claimFree(choice.master));
 }

@@ -10,7 +10,7 @@ import { log } from '../../lib/log.ts';
 import { assertBatchSafe } from '../../lib/net/ip.ts';
 import { configurePodInterface } from '../../lib/net/link.ts';
 import { netnsAlive } from '../../lib/net/netns.ts';
-import { pciOfNetdev, PCI_ADDRESS, pciDeviceExists } from '../../lib/sysfs/pci.ts';
+import { pciDeviceExists, pciOfNetdev } from '../../lib/sysfs/pci.ts';
 import { Undo } from '../../lib/undo.ts';
 import { handOver, recordAttachment } from './attach.ts';
 import { checkAttachment } from './check.ts';
@@ -18,7 +18,7 @@ import { claimVf } from './claim.ts';
 import { deviceIdOf, loadRequest, parseFields } from './config.ts';
 import { settlePodInterface } from './pod.ts';
 import { giveBack } from './restore.ts';
-import { allAttachments, dropMarkerOf, forget, holdsVf, loadAttachment, lockVf, type Attachment } from './state.ts';
+import { allAttachments, dropRecordTemps, forget, holdsVf, loadAttachment, lockVf, type Attachment } from './state.ts';
 
 async function add(inv: Invocation): Promise<Result> {
   const req = loadRequest(inv);
@@ -97,19 +97,15 @@ async function release(att: Attachment): Promise<void> {
   }
 }
 
-// DEL reads no field beyond deviceID: it works from the record ADD left, so a config ADD would refuse
-// now must still be deletable, and no record means nothing to do (sriov-cni: kubelet would retry forever).
+// DEL reads no field of the config: it works from the record ADD left, so a config ADD would refuse now
+// must still be deletable, and no record means nothing to do (sriov-cni: kubelet would retry forever).
 async function del(inv: Invocation): Promise<void> {
   const { containerId, ifName, netns } = inv.env;
   let ipamError: unknown;
   if (wantsIpam(inv)) await delegateIpam('DEL', inv).catch((err: unknown) => void (ipamError = err));
   const att = loadAttachment(containerId, ifName, netns);
   if (att) await release(att);
-  else {
-    // An ADD killed between its marker and its record leaves a marker naming this pod.
-    const deviceID = (() => { try { return deviceIdOf(inv, parseFields(inv)); } catch { return undefined; } })();
-    if (deviceID && netns && PCI_ADDRESS.test(deviceID)) dropMarkerOf(deviceID, netns);
-  }
+  else dropRecordTemps(containerId, ifName);
   if (ipamError !== undefined) throw asCniError(ipamError);
 }
 

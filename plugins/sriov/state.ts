@@ -6,11 +6,11 @@
 // ADD writes the attachment, then the marker, before it changes anything: whatever kills it, DEL finds
 // what to restore. Our own fields sit under "underlay"; a cache written by sriov-cni has none.
 import { readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import * as z from 'zod/mini';
 import { Code, CniError } from '../../lib/cni/errors.ts';
-import { ensurePrivateDir, readFileIfExists, writeFileDurably } from '../../lib/fs.ts';
-import { lockFile, type FileLock } from '../../lib/lock.ts';
+import { ensurePrivateDir, isTempOf, readFileIfExists, writeFileDurably } from '../../lib/fs.ts';
+import { lockFile, tryLockFile, type FileLock } from '../../lib/lock.ts';
 import { log } from '../../lib/log.ts';
 import { VF_LINK_STATES, type VfChange, type VfSettings } from '../../lib/net/vf.ts';
 
@@ -245,27 +245,50 @@ export function saveAttachment(att: Attachment): void {
 /** True when the VF's marker names this attachment's pod: only then is the VF this attachment's to restore. */
 export const holdsVf = (att: Attachment): boolean => markerOf(att.vf.pci) === att.netns;
 
-/** Drops the marker (if it is this attachment's) and the record. */
+/**
+ * Removes the temp files a writer of `path` killed mid-write left. Only called where no writer of
+ * `path` can be running: a record's while its attachment is deleted (the runtime never runs two calls
+ * for one attachment at once), a marker's under its VF's lock.
+ */
+function dropTempsOf(path: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return;
+  }
+  for (const name of names) if (isTempOf(name, basename(path))) rmSync(join(dirname(path), name), { force: true });
+}
+
+/** What an ADD of (containerId, ifName) killed while writing its record left (DEL with no record). */
+export const dropRecordTemps = (containerId: string, ifName: string): void => dropTempsOf(cachePath(containerId, ifName));
+
+/** What a writer of the VF's marker killed mid-write left; under the VF's lock. */
+export const dropMarkerTemps = (pci: string): void => dropTempsOf(markerPath(pci));
+
+/** Drops the marker (if it is this attachment's) and the record, and what killed writers of either left. */
 export function forget(att: Attachment): void {
   try {
     if (holdsVf(att)) rmSync(markerPath(att.vf.pci), { force: true });
+    dropMarkerTemps(att.vf.pci);
     rmSync(cachePath(att.containerId, att.ifName), { force: true });
+    dropRecordTemps(att.containerId, att.ifName);
   } catch (err) {
     throw new CniError(Code.IoFailure, `cannot remove the record of ${att.containerId}/${att.ifName}: ${(err as Error).message}`);
   }
 }
 
-/** Removes a marker that names `netns` (an ADD that died before writing its record). */
-export function dropMarkerOf(pci: string, netns: string): void {
-  if (markerOf(pci) === netns) rmSync(markerPath(pci), { force: true });
-}
-
 const LOCK_WAIT_MS = 60_000;
 
-/** The per-VF lock, held from the first look at a VF to the last change. */
-export async function lockVf(pci: string, waitMs = LOCK_WAIT_MS): Promise<FileLock> {
+function lockPath(pci: string): string {
   ensurePrivateDir(stateDir());
   ensurePrivateDir(pciDir());
   ensurePrivateDir(lockDir());
-  return lockFile(join(lockDir(), `${pci}.lock`), Date.now() + waitMs);
+  return join(lockDir(), `${pci}.lock`);
 }
+
+/** The per-VF lock, held from the first look at a VF to the last change; waits up to 60 s for it. */
+export const lockVf = (pci: string): Promise<FileLock> => lockFile(lockPath(pci), Date.now() + LOCK_WAIT_MS);
+
+/** The per-VF lock if nobody holds it now. */
+export const tryLockVf = (pci: string): FileLock | undefined => tryLockFile(lockPath(pci));
