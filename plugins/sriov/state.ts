@@ -163,7 +163,7 @@ function decode(cache: Cache, key: { containerId: string; ifName: string; netns:
   const o = cache.OrigVfState;
   const ours = cache.underlay;
   const linkState = (Object.keys(LINK_STATE_NUMBERS) as Array<keyof typeof LINK_STATE_NUMBERS>).find((k) => LINK_STATE_NUMBERS[k] === o.LinkState);
-  const { underlay: _ours, OrigVfState: _orig, ...config } = cache;
+  const { underlay: _ours, OrigVfState: _orig, Master: _pf, VFID: _index, ContIFNames: _ifName, ...config } = cache;
   return {
     containerId: ours?.containerID ?? key.containerId,
     ifName: ours?.ifName ?? cache.ContIFNames ?? key.ifName,
