@@ -80,7 +80,7 @@ export function readPfAndLinks(pf: string, others: ReadonlyArray<string> = []): 
   const names = [pf, ...others];
   const input = names.map((name) => `link show dev ${name}\n`).join('');
   const args = ['link', 'show', 'dev', pf];
-  const out = run(['ip', '-j', '-d', '-batch', '-'], { input }).trim().split('\n');
+  const out = run(['ip', '-j', '-batch', '-'], { input }).trim().split('\n');
   return names.map((name, i) => {
     const link = parseIpJson(PfLinkListSchema, out[i] ?? '[]', args)[0];
     if (!link) throw new CniError(Code.Internal, `ip -j link show dev ${name} printed no link`);

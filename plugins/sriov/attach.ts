@@ -2,9 +2,9 @@
 // and, in exclusive RDMA mode, the RDMA device moved in). The pod side is lib/net's
 // configurePodInterface, as for macvlan.
 import type { Invocation } from '../../lib/cni/skel.ts';
-import { ipBatch } from '../../lib/net/ip.ts';
 import { temporaryLinkName } from '../../lib/net/link.ts';
 import { rdmaNetnsMode, moveRdmaDevice } from '../../lib/net/rdma.ts';
+import { runIpSteps } from '../../lib/net/steps.ts';
 import { altnamesOf, moveIntoPod } from '../../lib/net/vf-netdev.ts';
 import { readPfAndLinks, vfCommands, vfSettings } from '../../lib/net/vf.ts';
 import type { VfDevice } from '../../lib/sysfs/vf.ts';
@@ -61,12 +61,13 @@ export function recordAttachment(inv: Invocation, req: SriovRequest, vf: VfDevic
 /**
  * One host batch: the PF-level settings, then (kernel driver) the netdev into the pod under its
  * temporary name; configurePodInterface renames it to ifName there, so a name the pod already has fails
- * that rename, with the VF still known by a name that is surely ours.
+ * that rename, with the VF still known by a name that is surely ours. It runs in its own process while
+ * the caller goes on (to its IPAM); the RDMA device follows once the netdev is there.
  */
-export function handOver({ att, stale }: Recorded): void {
+export async function handOver({ att, stale }: Recorded): Promise<void> {
   const { pf, index } = att.vf;
   const commands = vfCommands(pf, index, att.change);
   if (!att.dpdk) commands.push(...moveIntoPod(att.original.hostName, stale, att.netns, att.temporaryName!));
-  ipBatch(commands);
+  await runIpSteps([{ what: `set up VF ${index} of ${pf} for the pod`, commands }]);
   if (att.rdma?.exclusive) moveRdmaDevice(att.rdma.device, att.netns);
 }

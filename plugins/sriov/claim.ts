@@ -18,14 +18,14 @@ export interface ClaimedVf {
 }
 
 /** Under the VF's lock: puts back a VF whose holder died, so it can be taken. False when a live pod holds it. */
-function reclaimIfFree(vf: VfDevice): boolean {
+async function reclaimIfFree(vf: VfDevice): Promise<boolean> {
   dropMarkerTemps(vf.pci);
   const holder = markerOf(vf.pci);
   if (holder !== undefined && netnsAlive(holder)) return false;
   if (holder !== undefined) {
     for (const att of allAttachments().filter((a) => a.vf.pci === vf.pci && a.netns === holder)) {
       log.info(`VF ${vf.pci}: its pod (netns ${holder}) is gone without DEL; restoring it from ${att.containerId}/${att.ifName}'s record`);
-      giveBack(att);
+      await giveBack(att);
       forget(att);
     }
     rmSync(markerPath(vf.pci), { force: true });
@@ -41,7 +41,7 @@ function usable(vf: VfDevice): boolean {
 async function claimOne(vf: VfDevice, field: string, value: string): Promise<ClaimedVf> {
   const lock = await lockVf(vf.pci);
   try {
-    if (!reclaimIfFree(vf)) {
+    if (!(await reclaimIfFree(vf))) {
       throw new CniError(Code.TryAgainLater, `${field} = ${showValue(value)}: VF ${vf.pci} is already allocated (to the pod with netns ${markerOf(vf.pci)})`);
     }
     const now = refresh(vf);
@@ -56,7 +56,7 @@ async function claimOne(vf: VfDevice, field: string, value: string): Promise<Cla
 }
 
 /** The first VF of `pf` that nobody holds, trying each without waiting for a lock another ADD holds. */
-function claimFree(pf: string): ClaimedVf {
+async function claimFree(pf: string): Promise<ClaimedVf> {
   const { vfs } = vfsOfPf(pf);
   let busy = 0;
   for (const index of [...vfs.keys()].sort((a, b) => a - b)) {
@@ -67,7 +67,7 @@ function claimFree(pf: string): ClaimedVf {
       continue;
     }
     try {
-      const now = reclaimIfFree(vf) ? refresh(vf) : undefined;
+      const now = (await reclaimIfFree(vf)) ? refresh(vf) : undefined;
       if (now?.netdev !== undefined) return { vf: now, lock };
     } catch (err) {
       lock.release();
@@ -83,5 +83,5 @@ function claimFree(pf: string): ClaimedVf {
 export function claimVf(choice: VfChoice): Promise<ClaimedVf> {
   if ('deviceID' in choice) return claimOne(vfByPciAddress(choice.deviceID), 'deviceID', choice.deviceID);
   if (choice.index !== undefined) return claimOne(vfByIndex(choice.master, choice.index, choice.field), choice.field, String(choice.index));
-  return Promise.resolve(claimFree(choice.master));
+  return claimFree(choice.master);
 }

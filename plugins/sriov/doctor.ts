@@ -80,7 +80,7 @@ function reportVf(index: number, pci: string, table: Map<number, VfSettings>, re
 }
 
 export function collect(): PfReport[] {
-  const links = ipJson(HostLinksSchema, ['-d', 'link', 'show']);
+  const links = ipJson(HostLinksSchema, ['link', 'show']);
   const records = allAttachments();
   return listPfs().map(({ name, pci }) => {
     const link = links.find((l) => l.ifname === name);

@@ -37,19 +37,22 @@ async function add(inv: Invocation): Promise<Result> {
     const { att } = recorded;
     const undo = new Undo();
     return await undo.guard(async () => {
-      // The record stays when the VF cannot be put back: the DEL that follows a failed ADD retries.
-      undo.push(`VF ${vf.pci}`, () => {
-        giveBack(att);
+      // The IPAM allocates while the kernel moves the VF. The record stays when the VF cannot be put
+      // back: the DEL that follows a failed ADD retries.
+      const handing = handOver(recorded);
+      handing.catch(() => undefined); // awaited below, or by the undo
+      undo.push(`VF ${vf.pci}`, async () => {
+        await handing.catch(() => undefined);
+        await giveBack(att);
         forget(att);
       });
-      handOver(recorded);
-
       let ipam: Result = {};
       if (wantsIpam(inv)) {
         ipam = (await delegateIpam('ADD', inv)) ?? {};
         undo.push('the IPAM lease', () => delegateIpam('DEL', inv));
         if (!ipam.ips?.length) throw new CniError(Code.Internal, `IPAM plugin ${inv.conf.ipam?.type} returned missing IP config`);
       }
+      await handing;
       const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: ourIndex }));
       const iface: Interface = { name: ifName, sandbox: netns };
       if (att.dpdk) {
@@ -89,7 +92,7 @@ async function release(att: Attachment): Promise<void> {
     // Read again under the lock: an ADD that reused the VF of a dead pod may have dealt with it.
     const now = loadAttachment(att.containerId, att.ifName, att.netns);
     if (!now) return;
-    if (holdsVf(now)) giveBack(now);
+    if (holdsVf(now)) await giveBack(now);
     else log.info(`VF ${now.vf.pci} is no longer held by ${now.containerId}/${now.ifName}: leaving it to its holder`);
     forget(now);
   } finally {
@@ -101,12 +104,12 @@ async function release(att: Attachment): Promise<void> {
 // must still be deletable, and no record means nothing to do (sriov-cni: kubelet would retry forever).
 async function del(inv: Invocation): Promise<void> {
   const { containerId, ifName, netns } = inv.env;
-  let ipamError: unknown;
-  if (wantsIpam(inv)) await delegateIpam('DEL', inv).catch((err: unknown) => void (ipamError = err));
   const att = loadAttachment(containerId, ifName, netns);
-  if (att) await release(att);
-  else dropRecordTemps(containerId, ifName);
-  if (ipamError !== undefined) throw asCniError(ipamError);
+  if (!att) dropRecordTemps(containerId, ifName);
+  // The VF's way home starts first (its ip steps run in their own process), then the IPAM releases
+  // while the kernel moves the netdev. Both always run; an error of either fails the DEL.
+  const outcomes = await Promise.allSettled([att ? release(att) : undefined, wantsIpam(inv) ? delegateIpam('DEL', inv) : undefined]);
+  for (const outcome of outcomes) if (outcome.status === 'rejected') throw asCniError(outcome.reason);
 }
 
 async function check(inv: Invocation): Promise<void> {

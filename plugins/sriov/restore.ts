@@ -62,7 +62,7 @@ function netdevSteps(att: Attachment): { steps: IpStep[]; readIn?: string } {
 }
 
 /** Puts the VF back: RDMA device, PF settings, netdev (name, MAC, MTU, altnames, up state). */
-export function giveBack(att: Attachment): void {
+export async function giveBack(att: Attachment): Promise<void> {
   if (!pfPresent(att.vf.pf)) {
     log.warn(`VF ${att.vf.pci}: its PF ${att.vf.pf} is gone; nothing left to restore`);
     return;
@@ -75,7 +75,7 @@ export function giveBack(att: Attachment): void {
   const movesNetdev = steps.length > 0;
   let outcome;
   try {
-    outcome = runIpSteps([pfStep, ...steps], movesNetdev ? ['-j', '-d', 'link', 'show', 'dev', att.original.hostName] : undefined);
+    outcome = await runIpSteps([pfStep, ...steps], movesNetdev ? { command: ['link', 'show', 'dev', att.original.hostName] } : undefined);
   } catch (err) {
     // A netdev that is not where the record says (an ADD killed before the move, a pod that renamed
     // it) is not ours to chase further: the PF settings were restored, the doctor shows the rest.

@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { leasesIn } from '../helpers/leases.ts';
 import { linksIn, sh } from '../helpers/netns.ts';
-import { sriov, useRig, type RigVf } from '../helpers/sriov-rig/rig.ts';
+import { sriov, useRig } from '../helpers/sriov-rig/fixture.ts';
+import type { RigVf } from '../helpers/sriov-rig/rig.ts';
 
 const rig = useRig({ subnet: '10.151.0' });
 const ipam = { type: 'whereabouts', range: `${rig.subnet}.0/24`, range_start: `${rig.subnet}.10`, file_store_dir: rig.leaseDir };

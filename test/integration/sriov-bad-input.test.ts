@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { leasesIn } from '../helpers/leases.ts';
 import { linksIn, sh } from '../helpers/netns.ts';
-import { sriov, useRig } from '../helpers/sriov-rig/rig.ts';
+import { sriov, useRig } from '../helpers/sriov-rig/fixture.ts';
 
 const rig = useRig({ subnet: '10.152.0' });
 const ipam = { type: 'whereabouts', range: `${rig.subnet}.0/24`, range_start: `${rig.subnet}.10`, file_store_dir: rig.leaseDir };
@@ -20,9 +20,10 @@ async function add(config: unknown, args = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=ba
   return { netns, out: await sriov(rig, { command: 'ADD', config, containerId: id, netns, ifName: 'net1', args }) };
 }
 
+/** Records, markers and temp files: the lock files (and what SQLite keeps beside them) are not state. */
 const stateFiles = () => {
   const list = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? list(join(dir, e.name)) : [join(dir, e.name)]));
-  return list(rig.stateDir).filter((f) => !f.endsWith('.lock'));
+  return list(rig.stateDir).filter((f) => !f.includes('/vf_lock/'));
 };
 
 /** Nothing changed: the VF table as the rig made it, every netdev home, no lease, no record, no marker. */

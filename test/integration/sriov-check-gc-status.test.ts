@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { BIN } from '../helpers/exec.ts';
 import { leasesIn } from '../helpers/leases.ts';
 import { sh } from '../helpers/netns.ts';
-import { sriov, useRig } from '../helpers/sriov-rig/rig.ts';
+import { sriov, useRig } from '../helpers/sriov-rig/fixture.ts';
 
 const rig = useRig({ subnet: '10.154.0' });
 const ipam = { type: 'whereabouts', range: `${rig.subnet}.0/24`, range_start: `${rig.subnet}.10`, gateway: `${rig.subnet}.1`, routes: [{ dst: '198.51.100.0/24' }], file_store_dir: rig.leaseDir };

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { leasesIn } from '../helpers/leases.ts';
 import { linksIn } from '../helpers/netns.ts';
-import { sriov, useRig } from '../helpers/sriov-rig/rig.ts';
+import { sriov, useRig } from '../helpers/sriov-rig/fixture.ts';
 
 const rig = useRig({ subnet: '10.153.0', rdma: true });
 const ipam = { type: 'whereabouts', range: `${rig.subnet}.0/24`, range_start: `${rig.subnet}.10`, file_store_dir: rig.leaseDir };

@@ -13,8 +13,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { afterAll } from 'vitest';
-import { cni, requireBuild, type CniCall, type CniRun } from '../exec.ts';
 import { sh, tag, tryRun } from '../netns.ts';
 
 export interface RigVf {
@@ -216,7 +214,9 @@ export class SriovRig {
     const link = join(this.sysfs, 'bus', 'pci', 'devices', vf.pci, 'driver');
     rmSync(link);
     symlinkSync(`../../../bus/pci/drivers/${driver}`, link);
-    this.ip(`link set dev ${this.hostNetdev(vf)?.ifname ?? vf.name} up`); // the shim resyncs net/
+    // A rename to its own name changes nothing in the kernel, and makes the shim bring net/ up to date.
+    const name = this.hostNetdev(vf)?.ifname ?? vf.name;
+    this.ip(`link set dev ${name} name ${name}`);
   }
 
   setRdmaMode(mode: 'shared' | 'exclusive'): void {
@@ -245,13 +245,3 @@ export class SriovRig {
   }
 }
 
-/** A rig for one test file, removed after its tests (also when they fail). */
-export function useRig(options: RigOptions): SriovRig {
-  requireBuild();
-  const rig = new SriovRig(options);
-  afterAll(() => rig.cleanup());
-  return rig;
-}
-
-/** Runs the BUILT sriov plugin on the rig, as a runtime on that node would. */
-export const sriov = (rig: SriovRig, call: CniCall): Promise<CniRun> => cni('sriov', { ...call, env: rig.env(call.env) });
