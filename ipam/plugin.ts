@@ -4,7 +4,7 @@ import { Code, CniError } from '../lib/cni/errors.ts';
 import { parseCniArgs } from '../lib/cni/env.ts';
 import { parseResult, type IpConfig, type Result } from '../lib/cni/result.ts';
 import type { Invocation, Plugin } from '../lib/cni/skel.ts';
-import { log } from '../lib/log.ts';
+import { escaped, log } from '../lib/log.ts';
 import { formatAddr, parseCidr } from './alloc/addr.ts';
 import type { Claimant } from './alloc/allocator.ts';
 import { poolName } from './alloc/names.ts';
@@ -13,8 +13,9 @@ import { loadIpamConfig, type IpamConfig } from './config/load.ts';
 import { IPAM_ARGS } from './config/static.ts';
 import { collectGarbage } from './gc/collect.ts';
 import { opsFor } from './lease/pool.ts';
-import { operationDeadline } from './lease/retry.ts';
+import { operationDeadline, retryStats } from './lease/retry.ts';
 import type { Lease, PoolTarget } from './lease/target.ts';
+import type { PodLiveness } from '../lib/kube/pods.ts';
 import { openStore } from './store/open.ts';
 import { StoreUnavailable, type IpamStore } from './store/types.ts';
 
@@ -80,24 +81,42 @@ async function openTolerant(inv: Invocation, verb: string): Promise<{ config: Ip
   }
 }
 
-/** Runs `body` on the config's store, closed afterwards so no connection holds the process open. */
+/**
+ * Runs `body` on the config's store, closed afterwards so no connection holds the process open. With
+ * UNDERLAY_IPAM_STATS set, one line on stderr says what the verb cost (the benchmarks read it).
+ */
 async function withStore<T>(opened: IpamStore | Promise<IpamStore>, body: (store: IpamStore) => Promise<T>): Promise<T> {
   const store = await opened;
+  const started = Date.now();
   try {
     return await body(store);
   } finally {
     await store.close();
+    if (process.env.UNDERLAY_IPAM_STATS) {
+      process.stderr.write(`${JSON.stringify({ ipamStats: { ms: Date.now() - started, requests: store.requests ?? null, ...retryStats } })}\n`);
+    }
   }
+}
+
+/**
+ * Where the cluster can be asked whether a pod is gone (a kubeconfig, or the Kubernetes store's
+ * service account), a pod re-created under its name takes over its predecessor's address once it is.
+ */
+async function podLivenessOf(config: IpamConfig): Promise<PodLiveness | undefined> {
+  if (!config.kubeconfig && config.datastore !== 'kubernetes') return undefined;
+  return (await import('../lib/kube/pods.ts')).podLiveness(config.kubeconfig);
 }
 
 async function add(inv: Invocation): Promise<Result> {
   const config = loadIpamConfig(inv);
   const who = claimantOf(inv);
+  const pods = await podLivenessOf(config);
+  const podGone = pods && ((podref: string, uid: string, deadline: number) => pods.gone(podref, uid, deadline));
   return withStore(openStore(config), async (store) => {
     const deadline = operationDeadline();
     const leases: Array<[PoolTarget, Lease]> = [];
     try {
-      for (const target of targetsOf(config)) leases.push([target, await opsFor(target).acquire(store, target, who, deadline)]);
+      for (const target of targetsOf(config)) leases.push([target, await opsFor(target).acquire(store, target, who, deadline, podGone)]);
     } catch (err) {
       // A failed ADD keeps nothing: the leases taken for earlier ranges go back, within one deadline
       // for all of them (the ADD's own may be what ran out).
@@ -110,6 +129,8 @@ async function add(inv: Invocation): Promise<Result> {
         }
       }
       throw err;
+    } finally {
+      pods?.close();
     }
     return resultOf(config, leases);
   });
@@ -123,7 +144,7 @@ async function del(inv: Invocation): Promise<void> {
     const deadline = operationDeadline();
     for (const target of targetsOf(opened.config)) {
       const released = await opsFor(target).release(store, target, who, deadline);
-      if (released.length === 0) log.debug(`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
+      if (released.length === 0) log.debug(escaped`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
     }
   });
 }

@@ -2,7 +2,7 @@
 import { registerInProcessIpam } from './cni/delegate.ts';
 import { processIo, runPlugin, type Plugin } from './cni/skel.ts';
 import { runCli } from './cli.ts';
-import { Code, CniError } from './cni/errors.ts';
+import { Code, CniError, showValue } from './cni/errors.ts';
 import { CURRENT_VERSION } from './cni/version.ts';
 import { IPAM_TYPES, PLUGIN_NAMES } from './names.ts';
 import { ipamPlugin } from '../ipam/plugin.ts';
@@ -25,7 +25,7 @@ export async function dispatch(name: string): Promise<number> {
   if (process.env.CNI_COMMAND) {
     // A runtime exec'd us under a name that is no plugin (a conflist with "type": "underlay"): it must
     // get a CNI error, not the operator's help text on stdout and a success.
-    const msg = `${JSON.stringify(name)} is not a CNI plugin name; use one of ${PLUGIN_NAMES.join(', ')} as "type"`;
+    const msg = `${showValue(name)} is not a CNI plugin name; use one of ${PLUGIN_NAMES.join(', ')} as "type"`;
     process.stdout.write(`${JSON.stringify(new CniError(Code.InvalidConfig, msg).toJSON(CURRENT_VERSION))}\n`);
     return 1;
   }

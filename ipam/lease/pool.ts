@@ -6,11 +6,14 @@ import { isSharded } from '../alloc/shards.ts';
 import type { Allocation, IpamStore } from '../store/types.ts';
 import { SHARDED } from './sharded.ts';
 import { SINGLE_RECORD } from './single.ts';
-import type { Lease, PoolTarget, Released } from './target.ts';
+import type { Lease, PodGone, PoolTarget, Released } from './target.ts';
 
 export interface PoolOps {
-  /** ADD: the pod's existing lease, or the lowest free address. */
-  acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease>;
+  /**
+   * ADD: the pod's existing lease (or its gone predecessor's, when `podGone` says so: a StatefulSet pod
+   * keeps its address), or the lowest free address.
+   */
+  acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number, podGone?: PodGone): Promise<Lease>;
   /** Undoes a new lease of a failed ADD; an existing lease (the pod had it before) stays. */
   rollback(store: IpamStore, target: PoolTarget, lease: Lease, who: Claimant, deadline: number): Promise<void>;
   /** DEL: the leases of exactly (container ID, ifname); none is not an error. */

@@ -46,10 +46,36 @@ async function touchIndex(store: IpamStore, index: { name: string; shard: bigint
 }
 
 /**
+ * Removes what `choose` picks from one record, re-read and re-chosen on every attempt, with the steps
+ * above; retried on conflicts and outages inside the deadline. A commit that failed with an outage may
+ * still have applied (a lost reply): when the next attempt finds those leases gone, their reservations
+ * and claims are dropped all the same (each only while it still belongs to that lease), so a lost
+ * reply does not leave them to block the address until GC.
+ */
+export async function removeWithRetries(
+  store: IpamStore, what: string, deadline: number, choose: () => Promise<Removal>,
+): Promise<Released[]> {
+  let attempted: { removal: Removal; released: Released[] } | undefined;
+  return withRetries(what, deadline, async () => {
+    const removal = await choose();
+    if (attempted) {
+      const gone = attempted.released.filter(([offset, lease]) => removal.snapshot.pool.allocations[offset.toString()]?.id !== lease.id);
+      for (const drop of attempted.removal.drops(gone)) await dropIfOwned(store, drop.name, drop.owner, deadline, drop.offset);
+      attempted = undefined;
+    }
+    const released = removal.keys.map((key): Released => [BigInt(key), removal.snapshot.pool.allocations[key]!]);
+    attempted = { removal, released };
+    const outcome = await removeLeases(store, removal, deadline);
+    attempted = undefined; // answered: applied, or a conflict that applied nothing
+    return outcome;
+  });
+}
+
+/**
  * Removes `keys` from the record as read in `snapshot`, with the steps above. CONFLICT when the record
  * changed since it was read (the caller re-reads and chooses again); otherwise the released leases.
  */
-export async function removeLeases(store: IpamStore, removal: Removal, deadline: number): Promise<Released[] | typeof CONFLICT> {
+async function removeLeases(store: IpamStore, removal: Removal, deadline: number): Promise<Released[] | typeof CONFLICT> {
   const { record, snapshot, keys, index } = removal;
   if (keys.length === 0 || snapshot.version === undefined) return [];
   const released = keys.map((key): Released => [BigInt(key), snapshot.pool.allocations[key]!]);

@@ -20,6 +20,9 @@ export function operationDeadline(env: NodeJS.ProcessEnv = process.env): number 
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** What the retries of this process met: the benchmark reports them per allocation. */
+export const retryStats = { conflicts: 0, outages: 0 };
+
 /**
  * Runs `attempt` until it returns something other than CONFLICT. CONFLICT and StoreUnavailable are
  * retried after a jittered back-off; when `deadline` (epoch ms) passes, a code 11 error names `what`.
@@ -32,9 +35,11 @@ export async function withRetries<T>(what: string, deadline: number, attempt: At
       const outcome = await attempt();
       if (outcome !== CONFLICT) return outcome;
       conflicts++;
+      retryStats.conflicts++;
     } catch (err) {
       if (!(err instanceof StoreUnavailable)) throw err;
       lastOutage = err.message;
+      retryStats.outages++;
     }
     const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** Math.min(round, 16));
     const delay = Math.random() * ceiling;

@@ -4,8 +4,7 @@
 import { claimName, indexName, roleOf, shardName } from '../alloc/shards.ts';
 import type { IpamStore, PoolRecord } from '../store/types.ts';
 import { isOwnRecord, readForRead, type Snapshot } from './records.ts';
-import { removeLeases, type Drop } from './remove.ts';
-import { withRetries } from './retry.ts';
+import { removeWithRetries, type Drop } from './remove.ts';
 import { reservationOf, type PoolTarget, type Released } from './target.ts';
 
 export interface ShardSnapshot {
@@ -42,10 +41,9 @@ export function removeFromShard(
   store: IpamStore, target: PoolTarget, shard: bigint, deadline: number, pick: (pool: PoolRecord) => string[], first?: Snapshot,
 ): Promise<Released[]> {
   let known = first;
-  return withRetries(`ipam: pool ${shardName(target.name, shard)}`, deadline, async () => {
+  return removeWithRetries(store, `ipam: pool ${shardName(target.name, shard)}`, deadline, async () => {
     const snapshot = known ?? (await readShard(store, target, shard, deadline));
     known = undefined;
-    const index = { name: indexName(target.name), shard };
-    return removeLeases(store, { record: shardName(target.name, shard), snapshot, keys: pick(snapshot.pool), drops: shardDrops(target), index }, deadline);
+    return { record: shardName(target.name, shard), snapshot, keys: pick(snapshot.pool), drops: shardDrops(target), index: { name: indexName(target.name), shard } };
   });
 }

@@ -17,7 +17,7 @@
 //     for that pod: a leak GC repairs), or a hint too low (extra reads) or too high (a free address
 //     skipped until GC resets the hints): each costs reads or an address, never uniqueness.
 //  4. Overlapping ranges keep the reservation-before-lease order of lease/single.ts.
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { applyChange, lowestFree, newAllocation, planAssign, sameInstance, withAllocatable, type Claimant } from '../alloc/allocator.ts';
 import { addressAt } from '../alloc/ranges.ts';
 import { claimName, clip, indexName, nextShard, raiseHint, shardName, shardOf, startShard } from '../alloc/shards.ts';
@@ -29,7 +29,7 @@ import { CONFLICT, withRetries } from './retry.ts';
 import { removeFromShard } from './shard-records.ts';
 import { SHARDED_READS } from './shard-reads.ts';
 import type { PoolOps } from './pool.ts';
-import { exhausted, reservationOf, type Lease, type PoolTarget } from './target.ts';
+import { exhausted, reservationOf, type Lease, type PodGone, type PoolTarget } from './target.ts';
 
 /** Removes the lease at `offset` if the container `id` still holds it (rollback, withdrawal). */
 const removeOwn = (store: IpamStore, target: PoolTarget, offset: bigint, id: string, deadline: number) =>
@@ -40,7 +40,7 @@ const FRESH = Symbol('fresh');
 
 /** ADD when the pod's claim exists: the lease it names (now this container's), or FRESH. */
 async function reuse(
-  store: IpamStore, target: PoolTarget, who: Claimant, claim: Versioned<Reservation>, skip: Set<string>, now: string, deadline: number,
+  store: IpamStore, target: PoolTarget, who: Claimant, claim: Versioned<Reservation>, skip: Set<string>, now: string, deadline: number, takeover: boolean,
 ): Promise<Lease | typeof CONFLICT | typeof FRESH> {
   const offset = claimedOffset(claim, who.podref);
   if (offset === undefined) return FRESH;
@@ -49,20 +49,22 @@ async function reuse(
   const held = shard.pool.allocations[key];
   // A claim without its lease (an ADD died between the two writes; one pod's ADDs are serialized by its
   // runtime, so none is in flight), or naming another pod's lease: the fresh allocation replaces it.
-  if (!held || !sameInstance(held, who)) return FRESH;
+  // Taken over: the lease of the gone predecessor whose claim this is.
+  const ours = held !== undefined && (sameInstance(held, who) || (takeover && held.podref === who.podref && held.poduid === claim.value.poduid));
+  if (!held || !ours) return FRESH;
   const writes: Write[] = [];
   if (target.overlapping) {
     const name = reservationOf(target, offset);
     const judged = judgeReservation(await store.readReservation(name, deadline), name, who, now, target.networkName, held);
     if (judged === 'taken') {
-      log.warn(`pool ${target.name}: ${addressAt(target.range, offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
+      log.warn(escaped`pool ${target.name}: ${addressAt(target.range, offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
       skip.add(key);
       await removeOwn(store, target, offset, held.id, deadline);
       return FRESH;
     }
     if (judged !== 'current') writes.push(judged);
   }
-  const plan = planAssign({ range: shard.pool.range, allocations: { [key]: held } }, target.range, who, now);
+  const plan = planAssign({ range: shard.pool.range, allocations: { [key]: held } }, target.range, who, now, undefined, key);
   if (plan.kind === 'existing' && plan.change.set.length > 0) {
     writes.push(poolWrite(shardName(target.name, shardOf(offset)), withAllocatable(applyChange(shard.pool, plan.change), target.range), shard.version));
   }
@@ -93,7 +95,11 @@ async function pickInShard(
   return undefined;
 }
 
-async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease> {
+/** The claim of an earlier pod of this name (another UID), which may have gone for good. */
+const isPredecessorClaim = (claim: Reservation, who: Claimant): boolean =>
+  who.uid !== undefined && claim.podref === who.podref && claim.poduid !== undefined && claim.poduid !== who.uid;
+
+async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number, podGone?: PodGone): Promise<Lease> {
   const skip = new Set<string>();
   const claim = claimName(target.name, who.podref, who.ifname);
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
@@ -103,8 +109,9 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
     // The claim of an earlier pod of the same name (another UID): that pod may still run (a force-deleted
     // pod on a lost node), so its lease is not ours. This pod gets its own, and the claim is handed over
     // by compare-and-swap; the earlier pod's DEL finds its lease by scanning, GC frees it otherwise.
-    if (existing && sameInstance(existing.value, who)) {
-      const reused = await reuse(store, target, who, existing, skip, now, deadline);
+    const takeover = existing !== undefined && podGone !== undefined && isPredecessorClaim(existing.value, who) && (await podGone(who.podref, existing.value.poduid!, deadline));
+    if (existing && (sameInstance(existing.value, who) || takeover)) {
+      const reused = await reuse(store, target, who, existing, skip, now, deadline, takeover);
       if (reused !== FRESH) return reused;
       existing = await store.readReservation(claim, deadline);
     }

@@ -8,26 +8,25 @@
 //        reservation turns out to be another pod's after the swap is withdrawn before it is returned.
 //   DEL: releases only the leases whose current container ID is the DEL's (never by pod), then their
 //        reservations while they still belong to them (lease/remove.ts).
-import { log } from '../../lib/log.ts';
-import { applyChange, findByContainer, isEmptyChange, lowestFree, planAssign, planRelease, planRemove, withAllocatable, type Claimant } from '../alloc/allocator.ts';
+import { escaped, log } from '../../lib/log.ts';
+import { applyChange, findByContainer, findPredecessor, isEmptyChange, lowestFree, planAssign, planRelease, planRemove, withAllocatable, type Claimant } from '../alloc/allocator.ts';
 import { addressAt } from '../alloc/ranges.ts';
 import type { IpamStore, PoolRecord, Write } from '../store/types.ts';
 import type { PoolOps } from './pool.ts';
 import { commitAdd, fitsOneCommit, poolWrite, readForRead, readForWrite } from './records.ts';
-import { removeLeases, type Drop } from './remove.ts';
+import { removeWithRetries, type Drop } from './remove.ts';
 import { judgeReservation, stillOurs } from './reservations.ts';
 import { CONFLICT, withRetries } from './retry.ts';
-import { exhausted, reservationOf, type Lease, type PoolTarget, type Released } from './target.ts';
+import { exhausted, reservationOf, type Lease, type PodGone, type PoolTarget, type Released } from './target.ts';
 
 const reservationDrops = (target: PoolTarget) => (released: ReadonlyArray<Released>): Drop[] =>
   target.overlapping ? released.map(([offset, owner]) => ({ name: reservationOf(target, offset), owner })) : [];
 
 /** Removes the leases `pick` chooses on the record's current content, re-chosen on every attempt. */
 function removeWhere(store: IpamStore, target: PoolTarget, deadline: number, pick: (pool: PoolRecord) => string[]): Promise<Released[]> {
-  return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+  return removeWithRetries(store, `ipam: pool ${target.name}`, deadline, async () => {
     const snapshot = await readForRead(store, target, target.name, deadline);
-    const keys = pick(snapshot.pool);
-    return removeLeases(store, { record: target.name, snapshot, keys, drops: reservationDrops(target) }, deadline);
+    return { record: target.name, snapshot, keys: pick(snapshot.pool), drops: reservationDrops(target) };
   });
 }
 
@@ -35,13 +34,17 @@ function removeWhere(store: IpamStore, target: PoolTarget, deadline: number, pic
 const removeOwn = (store: IpamStore, target: PoolTarget, offset: bigint, id: string, deadline: number) =>
   removeWhere(store, target, deadline, (pool) => (pool.allocations[offset.toString()]?.id === id ? [offset.toString()] : []));
 
-async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number): Promise<Lease> {
+async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number, podGone?: PodGone): Promise<Lease> {
   const skip = new Set<string>();
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const now = new Date().toISOString();
     const stored = await readForWrite(store, target, target.name, deadline);
     let pool = stored.pool;
     let plan = planAssign(pool, target.range, who, now, skip);
+    const predecessor = plan.kind === 'new' && podGone ? findPredecessor(pool, who) : undefined;
+    if (predecessor !== undefined && (await podGone!(who.podref, pool.allocations[predecessor]!.poduid!, deadline))) {
+      plan = planAssign(pool, target.range, who, now, skip, predecessor);
+    }
     const writes: Write[] = [];
     for (;;) {
       if (plan.kind === 'exhausted') throw exhausted(target, skip.size);
@@ -56,7 +59,7 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
       }
       if (plan.kind === 'existing') {
         // Our lease, another pod's reservation: the address is in use twice. Give ours up for a new one.
-        log.warn(`pool ${target.name}: ${addressAt(target.range, plan.offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
+        log.warn(escaped`pool ${target.name}: ${addressAt(target.range, plan.offset)} of ${who.podref} is reserved by another pod; allocating a new address`);
         pool = applyChange(pool, { set: [], remove: [key] });
       }
       skip.add(key);

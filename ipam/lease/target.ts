@@ -22,6 +22,12 @@ export interface Lease {
   existing: boolean;
 }
 
+/**
+ * Asks the cluster whether the pod `podref` with `uid` is gone for good (lib/kube/pods.ts); without a
+ * cluster to ask, a pod re-created under its name never takes over its predecessor's address.
+ */
+export type PodGone = (podref: string, uid: string, deadline: number) => Promise<boolean>;
+
 /** A lease that left its pool: its offset and the allocation it was. */
 export type Released = [offset: bigint, allocation: Allocation];
 

@@ -1,6 +1,6 @@
 // Picks the store a config names, and the only place that knows which stores exist. The file store is
-// built in; the network stores are loaded only when a config names them. A config naming a store that
-// is not in this build fails plainly instead of being served by a node-local store that would hand
+// the default; the network stores (and node:https under them) are loaded only when a config names
+// them. A config that names a cluster store never falls back to the node-local one, which would hand
 // the same address out on two nodes.
 import { isAbsolute } from 'node:path';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
@@ -15,12 +15,12 @@ export async function openStore(config: StoreChoice): Promise<IpamStore> {
     const { openKubernetesStore } = await import('./kubernetes/store.ts');
     return openKubernetesStore({ kubeconfig: config.kubeconfig, apiRoot: config.k8sApiRoot });
   }
-  if (config.datastore !== 'file') {
-    throw new CniError(
-      Code.UnsupportedField,
-      `ipam.datastore ${JSON.stringify(config.datastore)} (${config.datastoreReason}) is not available in this build; ` +
-        'set "datastore": "file" for the node-local file store (addresses are then unique on this node only)',
-    );
+  if (config.datastore === 'etcd') {
+    if (config.etcd.endpoints.length === 0) {
+      throw new CniError(Code.InvalidConfig, `invalid network config: ipam.datastore "etcd" (${config.datastoreReason}) needs ipam.etcd_host or ipam.etcd_endpoints`);
+    }
+    const { EtcdStore } = await import('./etcd/store.ts');
+    return new EtcdStore(config.etcd);
   }
   if (!isAbsolute(config.fileStoreDir)) {
     throw new CniError(Code.InvalidConfig, `invalid network config: ipam.file_store_dir = ${showValue(config.fileStoreDir)} must be an absolute path`);

@@ -105,6 +105,10 @@ export interface IpamStore {
    * Applies every write if every expectation holds, else none (then it returns undefined: a conflict).
    * On success, the new version of each write in order (undefined for a delete). At most atomicWrites
    * writes per call.
+   *
+   * Behind a network a reply can be lost: a commit that threw StoreUnavailable, or that reported a
+   * conflict after a retry on another endpoint, may have applied. Callers re-read and must recognise
+   * their own write (the IPAM does: the same pod instance finds its lease and its reservation again).
    */
   commit(writes: ReadonlyArray<Write>, deadline: number): Promise<Array<string | undefined> | undefined>;
   /** Throws unless the store can be read and written now (STATUS). */
@@ -116,6 +120,8 @@ export interface IpamStore {
   tidy(olderThanMs: number, deadline: number): Promise<number>;
   /** Releases connections and handles: after it the process can exit at once. */
   close(): Promise<void>;
+  /** Requests sent to the store's server so far (network stores), for the benchmarks. */
+  readonly requests?: number;
 }
 
 

@@ -7,7 +7,8 @@ import { Code, CniError, showValue } from './errors.ts';
 import type { Verb } from './env.ts';
 import { parseResult, type Result } from './result.ts';
 import type { Invocation, Plugin } from './skel.ts';
-import { log } from '../log.ts';
+import { escaped, log } from '../log.ts';
+import { DELEGATING_PLUGINS } from '../names.ts';
 
 const inProcess = new Map<string, Plugin>();
 
@@ -16,7 +17,7 @@ export function registerInProcessIpam(types: ReadonlyArray<string>, plugin: Plug
 }
 
 export function findInPath(type: string, path: ReadonlyArray<string>): string {
-  if (!type || type.includes('/')) throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: not a plugin name`);
+  if (!type || type.includes('/') || type === '.' || type === '..') throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: not a plugin name`);
   for (const dir of path) {
     const candidate = join(dir, type);
     try {
@@ -26,7 +27,7 @@ export function findInPath(type: string, path: ReadonlyArray<string>): string {
       // Not in this directory; try the next one.
     }
   }
-  throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: no such plugin in CNI_PATH [${path.join(':')}]`);
+  throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type = ${showValue(type)}: no such plugin in CNI_PATH ${showValue(path.join(':'))}`);
 }
 
 function isThisExecutable(file: string): boolean {
@@ -48,13 +49,37 @@ interface ExecOutcome {
   stdout: string;
 }
 
+/**
+ * How many plugins deep a delegation may go, counted in DELEGATION_DEPTH_VAR across every exec: a
+ * plain ADD is one deep (the plugin and its IPAM). Deeper than this is a chain that calls itself back.
+ */
+export const MAX_DELEGATION_DEPTH = 3;
+export const DELEGATION_DEPTH_VAR = 'UNDERLAY_DELEGATION_DEPTH';
+
+function delegationDepth(): number {
+  const depth = Number.parseInt(process.env[DELEGATION_DEPTH_VAR] ?? '', 10);
+  return Number.isInteger(depth) && depth > 0 ? depth : 0;
+}
+
+/** Why delegating `type` at `depth` would loop, or undefined when it would not. */
+export function loopReason(type: string, depth: number): string | undefined {
+  if (DELEGATING_PLUGINS.includes(type)) {
+    return `ipam.type = ${showValue(type)} names a network plugin, not an IPAM: it would delegate to itself without end`;
+  }
+  if (depth >= MAX_DELEGATION_DEPTH) {
+    return `ipam.type = ${showValue(type)} would take delegation ${depth + 1} plugins deep (${DELEGATION_DEPTH_VAR}; at most ${MAX_DELEGATION_DEPTH}): a plugin of the chain calls this one back`;
+  }
+  return undefined;
+}
+
 const TEXT_FILE_BUSY_RETRIES = 5;
 /** Longer than any sane IPAM needs, shorter than the kubelet's 4-minute sandbox deadline. */
 const EXEC_DEADLINE_MS = Number(process.env.UNDERLAY_DELEGATE_DEADLINE_MS) || 150_000;
 
 function execOnce(file: string, verb: Verb, stdin: string): Promise<ExecOutcome> {
   return new Promise((resolve, reject) => {
-    const child = process.getBuiltinModule('node:child_process').spawn(file, [], { env: { ...process.env, CNI_COMMAND: verb }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const env = { ...process.env, CNI_COMMAND: verb, [DELEGATION_DEPTH_VAR]: String(delegationDepth() + 1) };
+    const child = process.getBuiltinModule('node:child_process').spawn(file, [], { env, stdio: ['pipe', 'pipe', 'inherit'] });
     // If the runtime gives up on us, the IPAM must not go on alone and finish an allocation nobody
     // will ever release: pass the signal on, then let it end us as it would have.
     const forward = (signal: NodeJS.Signals) => {
@@ -117,13 +142,29 @@ function pluginError(file: string, outcome: ExecOutcome): CniError {
   return new CniError(Code.Internal, `IPAM plugin ${file} exited with status ${outcome.status}: ${text}`);
 }
 
+/**
+ * A delegation that would loop is refused before any process is spawned. ADD refuses it with the
+ * same config and environment, so nothing was ever leased through it: DEL and GC have nothing to
+ * release and succeed, which keeps a pod with such a config deletable.
+ */
+function refuseLoop(verb: Exclude<Verb, 'VERSION'>, type: string, depth: number): boolean {
+  const loop = loopReason(type, depth);
+  if (loop === undefined) return false;
+  if (verb === 'DEL' || verb === 'GC') {
+    log.warn(`IPAM ${verb}: nothing to release: ${loop}`);
+    return true;
+  }
+  throw new CniError(Code.InvalidConfig, `invalid network config: ${loop}`);
+}
+
 /** Runs `verb` on the configured IPAM. ADD returns its (abbreviated) result in the 1.1 shape. */
 export async function delegateIpam(verb: Exclude<Verb, 'VERSION'>, inv: Invocation): Promise<Result | undefined> {
   const type = inv.conf.ipam?.type ?? '';
+  if (refuseLoop(verb, type, 0)) return undefined;
   const file = findInPath(type, inv.env.path);
   const local = inProcessTarget(type, file);
   if (local) {
-    log.debug(`IPAM ${verb} in-process (${type})`);
+    log.debug(escaped`IPAM ${verb} in-process (${type})`);
     const delegated: Invocation = { ...inv, verb, env: { ...inv.env, command: verb } };
     switch (verb) {
       case 'ADD': return local.add(delegated);
@@ -133,7 +174,8 @@ export async function delegateIpam(verb: Exclude<Verb, 'VERSION'>, inv: Invocati
       case 'STATUS': return void (await local.status(delegated));
     }
   }
-  log.debug(`IPAM ${verb} by exec of ${file}`);
+  if (refuseLoop(verb, type, delegationDepth())) return undefined;
+  log.debug(escaped`IPAM ${verb} by exec of ${file}`);
   const outcome = await execPlugin(file, verb, inv.stdin);
   if (outcome.status !== 0) throw pluginError(file, outcome);
   if (verb !== 'ADD') return undefined;

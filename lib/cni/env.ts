@@ -1,5 +1,6 @@
 // The CNI_* environment, validated as the Go skel validates it. CNI_CONTAINERID and CNI_IFNAME end up in
 // file names and cache keys, so these checks are a security boundary, not politeness.
+import { isAbsolute } from 'node:path';
 import { Code, CniError, showValue } from './errors.ts';
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'] as const;
@@ -70,6 +71,14 @@ export function parseEnv(command: Verb, env: NodeJS.ProcessEnv): CmdArgs {
   };
   if (args.containerId) validateContainerId(args.containerId);
   if (args.ifName || command === 'ADD' || command === 'DEL' || command === 'CHECK') validateIfName(args.ifName);
+  if (args.netns && !isAbsolute(args.netns)) {
+    // A relative path names a different file for us (resolved against our working directory) than
+    // for the runtime that wrote it, and for nsenter than for a stat.
+    if (command === 'ADD' || command === 'CHECK') throw new CniError(Code.InvalidEnvironment, `CNI_NETNS ${showValue(args.netns)} is not an absolute path`);
+    // ADD refuses it, so no interface can live there: for DEL that is nothing to clean in a netns,
+    // and the IPAM still gets its DEL.
+    args.netns = '';
+  }
   return args;
 }
 

@@ -1,13 +1,14 @@
 // The CNI protocol's main loop, once for every plugin: read the environment and stdin, gate the verb on
 // the config's version, call the plugin, and print either the result in the config's cniVersion or the
 // error JSON. Nothing else is ever written to stdout.
-import { readFileSync, statSync } from 'node:fs';
-import { decodeConfig, type NetConf } from './config.ts';
-import { asCniError, Code, CniError } from './errors.ts';
+import { readSync, statSync } from 'node:fs';
+import { CONFIG_LIMITS, decodeConfig, type NetConf } from './config.ts';
+import { loopReason } from './delegate.ts';
+import { asCniError, Code, CniError, showValue } from './errors.ts';
 import { parseEnv, parseVerb, type CmdArgs, type Verb } from './env.ts';
 import { encodeResult, type Result } from './result.ts';
-import { atLeast, CURRENT_VERSION, requireSupported, SUPPORTED_VERSIONS, versionInfo, type SpecVersion } from './version.ts';
-import { configureLog, debugEnabled, log } from '../log.ts';
+import { atLeast, CURRENT_VERSION, isSupported, requireSupported, SUPPORTED_VERSIONS, versionInfo, type SpecVersion } from './version.ts';
+import { configureLog, debugEnabled, log, logValue } from '../log.ts';
 
 export interface Invocation {
   verb: Verb;
@@ -45,11 +46,20 @@ function refuseOwnNetns(netns: string, env: NodeJS.ProcessEnv): void {
     const target = statSync(netns);
     const own = statSync('/proc/self/ns/net');
     if (target.ino === own.ino && target.dev === own.dev) {
-      throw new CniError(Code.InvalidNetns, `CNI_NETNS ${netns} is the plugin's own network namespace`);
+      throw new CniError(Code.InvalidNetns, `CNI_NETNS ${showValue(netns)} is the plugin's own network namespace`);
     }
   } catch (err) {
     if (err instanceof CniError) throw err;
   }
+}
+
+/**
+ * `ipam.type` naming one of our network plugins would have it exec itself without end: refused before
+ * the plugin does anything. DEL and GC go on, and delegateIpam finds nothing to release.
+ */
+function refuseSelfDelegation(conf: NetConf): void {
+  const loop = conf.ipam?.type === undefined ? undefined : loopReason(conf.ipam.type, 0);
+  if (loop !== undefined) throw new CniError(Code.InvalidConfig, `invalid network config: ${loop}`);
 }
 
 async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: string }): Promise<string | undefined> {
@@ -58,17 +68,21 @@ async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: st
   try {
     stdin = io.readStdin();
   } catch (err) {
+    if (err instanceof CniError) throw err;
     throw new CniError(Code.IoFailure, `cannot read network config from stdin: ${asCniError(err).message}`);
   }
   const { conf, raw } = decodeConfig(stdin);
-  reply.version = conf.cniVersion;
+  // The error goes out in the config's version only when that is one we speak: echoing any string
+  // back would repeat whatever the config holds, however long.
+  if (isSupported(conf.cniVersion)) reply.version = conf.cniVersion;
   const cniVersion = requireSupported(conf.cniVersion);
   const floor = MIN_VERSION[verb];
   if (floor && !atLeast(cniVersion, floor)) {
     throw new CniError(Code.IncompatibleVersion, `config version ${cniVersion} does not allow ${verb} (needs ${floor} or later)`);
   }
-  configureLog([raw, conf.ipam], `${conf.type ?? 'underlay'} ${verb} ${env.containerId}`.trim());
+  configureLog([raw, conf.ipam], `${logValue(conf.type ?? 'underlay')} ${verb} ${env.containerId}`.trim());
   if (verb === 'ADD' || verb === 'CHECK' || verb === 'DEL') refuseOwnNetns(env.netns, io.env);
+  if (verb === 'ADD' || verb === 'CHECK' || verb === 'STATUS') refuseSelfDelegation(conf);
   const inv: Invocation = { verb, env, conf, raw, stdin, cniVersion };
   switch (verb) {
     case 'ADD':
@@ -116,10 +130,38 @@ export async function runPlugin(plugin: Plugin, io: Io): Promise<number> {
   }
 }
 
+/**
+ * Reads stdin up to CONFIG_LIMITS.stdinBytes and refuses more without reading it all: a runaway
+ * writer must not make a root process buffer gigabytes.
+ */
+export function readBoundedStdin(fd = 0): string {
+  const limit = CONFIG_LIMITS.stdinBytes;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(Math.min(65_536, limit + 1 - total));
+    let read: number;
+    try {
+      read = readSync(fd, chunk, 0, chunk.length, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        continue;
+      }
+      throw err;
+    }
+    if (read === 0) break;
+    chunks.push(chunk.subarray(0, read));
+    total += read;
+    if (total > limit) throw new CniError(Code.InvalidConfig, `invalid network config: stdin holds more than ${limit / 1048576} MiB`);
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}
+
 export function processIo(): Io {
   return {
     env: process.env,
-    readStdin: () => readFileSync(0, 'utf8'),
+    readStdin: () => readBoundedStdin(),
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
   };

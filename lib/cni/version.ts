@@ -1,4 +1,4 @@
-import { Code, CniError } from './errors.ts';
+import { Code, CniError, showValue } from './errors.ts';
 
 export const SUPPORTED_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export type SpecVersion = (typeof SUPPORTED_VERSIONS)[number];
@@ -13,7 +13,7 @@ export function isSupported(version: string): version is SpecVersion {
 
 function parts(version: string): [number, number, number] {
   const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(version);
-  if (!m) throw new CniError(Code.DecodingFailure, `cniVersion ${JSON.stringify(version)} is not a semantic version`);
+  if (!m) throw new CniError(Code.DecodingFailure, `cniVersion ${showValue(version)} is not a semantic version`);
   return [Number(m[1]), Number(m[2]), Number(m[3])];
 }
 
@@ -34,7 +34,7 @@ export function requireSupported(version: string): SpecVersion {
   if (!isSupported(version)) {
     throw new CniError(
       Code.IncompatibleVersion,
-      `incompatible CNI versions: config is ${JSON.stringify(version)}, plugin supports [${SUPPORTED_VERSIONS.join(' ')}]`,
+      `incompatible CNI versions: config is ${showValue(version)}, plugin supports [${SUPPORTED_VERSIONS.join(' ')}]`,
     );
   }
   return version;

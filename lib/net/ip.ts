@@ -3,7 +3,7 @@
 // mount), so work inside a pod's namespace goes through `nsenter --net=PATH`.
 import * as z from 'zod/mini';
 import { Code, CniError, showValue } from '../cni/errors.ts';
-import { log } from '../log.ts';
+import { escaped, log } from '../log.ts';
 
 /** A failed iproute2 (or nsenter) run: what ran, and what it said on stderr. */
 export class IpError extends CniError {
@@ -38,7 +38,7 @@ export function run(argv: ReadonlyArray<string>, options: RunOptions = {}): stri
   // Loaded on first use: node:child_process (with node:net under it) costs ~7 ms to load, which an
   // invocation that never spawns (our IPAM exec'd by another plugin) should not pay.
   const out = process.getBuiltinModule('node:child_process').spawnSync(full[0]!, full.slice(1), { input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 << 20 });
-  log.debug(`ran ${full.join(' ')} (${Date.now() - started} ms, status ${out.status})`);
+  log.debug(escaped`ran ${full.join(' ')} (${Date.now() - started} ms, status ${out.status})`);
   if (out.error) throw new IpError(`cannot run ${full[0]}`, out.error.message);
   if (out.status !== 0) throw new IpError(describe(argv, options, out.stderr), out.stderr || out.stdout, out.status);
   return out.stdout;

@@ -32,6 +32,8 @@ export interface CniCall {
   /** Run inside this named netns (the plugin's "host"), with `ip netns exec`. */
   hostNetns?: string;
   timeoutMs?: number;
+  /** The plugin's working directory (default: the test's). */
+  cwd?: string;
 }
 
 export async function cni(plugin: string, call: CniCall): Promise<CniRun> {
@@ -40,11 +42,13 @@ export async function cni(plugin: string, call: CniCall): Promise<CniRun> {
   if (call.netns !== undefined) env.CNI_NETNS = call.netns;
   if (call.ifName !== undefined) env.CNI_IFNAME = call.ifName;
   if (call.args !== undefined) env.CNI_ARGS = call.args;
+  // scripts/test.sh finds the processes a run left behind by this variable: plugins get it too.
+  if (process.env.UNDERLAY_TEST_RUN) env.UNDERLAY_TEST_RUN = process.env.UNDERLAY_TEST_RUN;
   Object.assign(env, call.env);
   const file = plugin.includes('/') ? plugin : join(BIN, plugin);
   const argv = call.hostNetns ? ['ip', ['netns', 'exec', call.hostNetns, file]] as const : [file, []] as const;
   const input = call.config === undefined ? '' : typeof call.config === 'string' ? call.config : JSON.stringify(call.config);
-  const out = await execa(argv[0], [...argv[1]], { env, extendEnv: false, input, reject: false, timeout: call.timeoutMs ?? 30_000 });
+  const out = await execa(argv[0], [...argv[1]], { env, extendEnv: false, input, reject: false, timeout: call.timeoutMs ?? 30_000, cwd: call.cwd });
   let json: Record<string, unknown> | undefined;
   try {
     json = JSON.parse(out.stdout) as Record<string, unknown>;

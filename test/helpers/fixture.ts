@@ -19,3 +19,30 @@ export function labWithMaster(vethTag: string, dirTag: string): { lab: Lab; dir:
   });
   return { lab, dir, master };
 }
+
+/** What test/setup.ts holds of the current test's stderr; on globalThis so every module copy shares it. */
+interface StderrCapture {
+  lines: string[];
+  strict: boolean;
+}
+
+const CAPTURE = Symbol.for('underlay.test.stderr');
+
+export function stderrCapture(): StderrCapture {
+  const holder = globalThis as { [CAPTURE]?: StderrCapture };
+  holder[CAPTURE] ??= { lines: [], strict: false };
+  return holder[CAPTURE];
+}
+
+/** The lines this test's in-process code wrote to stderr so far; taking them is asserting on them. */
+export function takeStderr(): string[] {
+  const capture = stderrCapture();
+  const lines = capture.lines;
+  capture.lines = [];
+  return lines;
+}
+
+/** From now on in this file, a stderr line no test took with takeStderr() fails its test. */
+export function strictStderr(): void {
+  stderrCapture().strict = true;
+}

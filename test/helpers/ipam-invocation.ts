@@ -1,7 +1,8 @@
 // Builds the Invocation a runtime would produce, to call ipamPlugin's verbs in-process in tests.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, onTestFinished } from 'vitest';
 import { decodeConfig } from '../../lib/cni/config.ts';
 import type { Verb } from '../../lib/cni/env.ts';
 import { CniError } from '../../lib/cni/errors.ts';
@@ -43,8 +44,17 @@ export function invocation(spec: InvocationSpec): Invocation {
   };
 }
 
-/** A fresh, private directory for a file store. */
-export const tempStoreDir = (prefix = 'underlay-ipam-'): string => mkdtempSync(join(tmpdir(), prefix));
+/** A fresh, private directory for a file store, removed when the test ends (or the file, outside a test). */
+export function tempStoreDir(prefix = 'underlay-ipam-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    onTestFinished(remove);
+  } catch {
+    afterAll(remove);
+  }
+  return dir;
+}
 
 /** The CniError `promise` rejects with; fails the test if it resolves or throws anything else. */
 export async function failure(promise: Promise<unknown>): Promise<CniError> {

@@ -4,6 +4,9 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cni, requireBuild, type CniCall } from '../helpers/exec.ts';
+import { strictStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 
 const LINKS = ['macvlan', 'sriov', 'whereabouts', 'underlay-macvlan', 'underlay-sriov', 'underlay-ipam'];
 const ALL_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
@@ -90,24 +93,61 @@ const malformedCall: fc.Arbitrary<{ plugin: string; call: CniCall }> = fc.oneof(
   }),
 );
 
+/**
+ * Configs beyond any real one's size: arrays of 10,001 to 200,000 (bad) items where the schemas look,
+ * nesting 65 to 200,000 deep, stdin over 4 MiB. Each used to overflow the stack (code 999, which DEL
+ * does not tolerate); each must be refused by its size with code 7 before a schema walks it.
+ */
+const arrayHomes = [['cni.dev/valid-attachments'], ['ipam', 'ipRanges'], ['ipam', 'exclude'], ['args', 'cni', 'ips'], ['runtimeConfig', 'ips'], ['dns', 'nameservers'], ['unknownKey']];
+const badItem = fc.constantFrom<unknown>(1, 'x', null, true, {}, [], { range: 5 }, { containerID: 1 });
+function nestAt(path: ReadonlyArray<string>, leaf: unknown): Record<string, unknown> {
+  return path.reduceRight<Record<string, unknown>>((inner, key, i) => (i === path.length - 1 ? { [key]: leaf } : { [key]: inner }), {});
+}
+const oversizedConfig: fc.Arbitrary<string> = fc.oneof(
+  fc.record({ path: fc.constantFrom(...arrayHomes), count: fc.integer({ min: 10_001, max: 200_000 }), item: badItem })
+    .map(({ path, count, item }) => {
+      const home = nestAt(path, Array.from({ length: count }, () => item));
+      const ipam = { type: 'whereabouts', range: '10.0.0.0/24', ...(home.ipam as object | undefined) };
+      return JSON.stringify({ ...goodConfig, ...home, ipam });
+    }),
+  fc.record({ depth: fc.integer({ min: 65, max: 200_000 }), open: fc.constantFrom('[', '{"a":'), home: fc.constantFrom('args', 'ipam', 'prevResult', 'runtimeConfig', 'x') })
+    .map(({ depth, open, home }) => `${JSON.stringify(goodConfig).slice(0, -1)},"${home}":${open.repeat(depth)}1${(open === '[' ? ']' : '}').repeat(depth)}}`),
+  fc.integer({ min: 4 * 1024 * 1024, max: 6 * 1024 * 1024 }).map((size) => JSON.stringify({ ...goodConfig, padding: 'x'.repeat(size) })),
+);
+const oversizedCall: fc.Arbitrary<{ plugin: string; call: CniCall }> = fc.record({
+  plugin: fc.constantFrom(...LINKS),
+  call: fc.record({ command: fc.constantFrom('ADD', 'DEL', 'CHECK', 'GC', 'STATUS'), config: oversizedConfig }).map((call) => ({ ...goodEnv, ...call })),
+});
+
 const KNOWN_CODES = [1, 2, 3, 4, 5, 6, 7];
+
+/** Runs the cases four at a time; returns those whose answer is not one CNI error JSON with a known code. */
+async function badAnswers(cases: Array<{ plugin: string; call: CniCall }>, codes = KNOWN_CODES): Promise<string[]> {
+  const failures: string[] = [];
+  const worker = async () => {
+    for (let next = cases.shift(); next; next = cases.shift()) {
+      const out = await cni(next.plugin, { ...next.call, timeoutMs: 10_000 });
+      const lines = out.stdout.trim().split('\n');
+      const error = out.json as { code?: unknown; msg?: unknown } | undefined;
+      const ok = out.exitCode !== 0 && lines.length === 1 && error !== undefined &&
+        codes.includes(error.code as number) && typeof error.msg === 'string' &&
+        !/\n\s+at /.test(out.stdout + out.stderr);
+      const shown = JSON.stringify(next.call).slice(0, 300);
+      if (!ok) failures.push(`${next.plugin} ${shown} -> exit ${out.exitCode}: ${out.stdout.slice(0, 300)}${out.stderr.slice(0, 300)}`);
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  return failures;
+}
 
 describe('malformed input never gets a stack trace, a hang, or a success', () => {
   it('2,000 generated cases each get one CNI error JSON with a known code', async () => {
-    const cases = fc.sample(malformedCall, { numRuns: 2000, seed: 20261121 });
-    const failures: string[] = [];
-    const worker = async () => {
-      for (let next = cases.shift(); next; next = cases.shift()) {
-        const out = await cni(next.plugin, { ...next.call, timeoutMs: 10_000 });
-        const lines = out.stdout.trim().split('\n');
-        const error = out.json as { code?: unknown; msg?: unknown } | undefined;
-        const ok = out.exitCode !== 0 && lines.length === 1 && error !== undefined &&
-          KNOWN_CODES.includes(error.code as number) && typeof error.msg === 'string' &&
-          !/\n\s+at /.test(out.stdout + out.stderr);
-        if (!ok) failures.push(`${next.plugin} ${JSON.stringify(next.call)} -> exit ${out.exitCode}: ${out.stdout}${out.stderr}`);
-      }
-    };
-    await Promise.all([worker(), worker(), worker(), worker()]);
+    const failures = await badAnswers(fc.sample(malformedCall, { numRuns: 2000, seed: 20261121 }));
+    expect(failures.slice(0, 5)).toEqual([]);
+  }, 600_000);
+
+  it('60 oversized or deeply nested configs are each refused with code 7, on every verb', async () => {
+    const failures = await badAnswers(fc.sample(oversizedCall, { numRuns: 60, seed: 20261122 }), [7]);
     expect(failures.slice(0, 5)).toEqual([]);
   }, 600_000);
 });

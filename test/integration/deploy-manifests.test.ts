@@ -123,8 +123,8 @@ const expand = (groupResources: string[], verbs: string[]): string[] => groupRes
 const POOLS = ['whereabouts.cni.cncf.io/ippools', 'whereabouts.cni.cncf.io/overlappingrangeipreservations', 'ipam.underlay.io/ipleaseclaims', 'ipam.underlay.io/ippoolindexes'];
 
 describe('RBAC', () => {
-  it('gives the nodes the pools and reservations, and nothing else: no pods, no leases', () => {
-    expect(grantsOf('underlay-node')).toEqual(expand(POOLS, ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']));
+  it('gives the nodes the pools and reservations and GET of a pod, and nothing else: no pod lists, no leases', () => {
+    expect(grantsOf('underlay-node')).toEqual([...expand(POOLS, ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']), '/pods:get'].sort());
   });
 
   it('gives the reconciler what it reads and repairs: pools, reservations and pods, never create', () => {

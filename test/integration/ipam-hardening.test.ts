@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BIN, cni, requireBuild } from '../helpers/exec.ts';
 import { tempStoreDir } from '../helpers/ipam-invocation.ts';
 
@@ -14,34 +14,37 @@ const whereabouts = join(BIN, 'whereabouts');
 const call = (command: string, ipam: Record<string, unknown>, containerId = 'c1') =>
   cni(whereabouts, { command, containerId, netns: '/run/netns/none', ifName: 'net1', config: { cniVersion: '1.1.0', name: 'hard', type: 'whereabouts', ipam: { type: 'whereabouts', ...ipam } } });
 
-const mounts: string[] = [];
-afterAll(() => {
-  for (const dir of mounts) execFileSync('umount', [dir]);
-});
-
 describe('a file store on a disk that fills', () => {
   it('fails the write with code 5 and leaves the pool file valid, with every lease', async () => {
     const dir = tempStoreDir();
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', dir]);
-    mounts.push(dir);
-    const ipam = { range: '10.2.0.0/24', file_store_dir: dir, enable_overlapping_ranges: false };
-    for (let i = 0; i < 200; i++) expect((await call('ADD', ipam, `c${i}`)).exitCode).toBe(0);
-    const before = readFileSync(join(dir, 'pools', '10.2.0.0-24.json'), 'utf8');
-    // Take the rest of the space, as another tenant of the disk would.
     try {
-      execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=4k'], { stdio: 'ignore' });
-    } catch {
-      // dd stops with an error when the disk is full: that is the point.
+      await fillsUp(dir);
+    } finally {
+      execFileSync('umount', [dir]); // before tempStoreDir's own cleanup removes the mount point
     }
-    const out = await call('DEL', ipam, 'c7');
-    expect(out.json?.code).toBe(5);
-    expect(out.json?.msg).toMatch(/10\.2\.0\.0-24\.(json: ENOSPC|lock: database or disk is full)/);
-    const after = readFileSync(join(dir, 'pools', '10.2.0.0-24.json'), 'utf8');
-    expect(after).toBe(before);
-    expect(Object.keys((JSON.parse(after) as { allocations: object }).allocations)).toHaveLength(200);
-    expect(readdirSync(join(dir, 'pools')).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 });
+
+/** Leases 200 addresses, fills the disk, then a DEL (which rewrites the pool) must fail and lose nothing. */
+async function fillsUp(dir: string): Promise<void> {
+  const ipam = { range: '10.2.0.0/24', file_store_dir: dir, enable_overlapping_ranges: false };
+  for (let i = 0; i < 200; i++) expect((await call('ADD', ipam, `c${i}`)).exitCode).toBe(0);
+  const before = readFileSync(join(dir, 'pools', '10.2.0.0-24.json'), 'utf8');
+  // Take the rest of the space, as another tenant of the disk would.
+  try {
+    execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=4k'], { stdio: 'ignore' });
+  } catch {
+    // dd stops with an error when the disk is full: that is the point.
+  }
+  const out = await call('DEL', ipam, 'c7');
+  expect(out.json?.code).toBe(5);
+  expect(out.json?.msg).toMatch(/10\.2\.0\.0-24\.(json: ENOSPC|lock: database or disk is full)/);
+  const after = readFileSync(join(dir, 'pools', '10.2.0.0-24.json'), 'utf8');
+  expect(after).toBe(before);
+  expect(Object.keys((JSON.parse(after) as { allocations: object }).allocations)).toHaveLength(200);
+  expect(readdirSync(join(dir, 'pools')).filter((f) => f.includes('.tmp-'))).toEqual([]);
+}
 
 describe('a file_store_dir that others could write', () => {
   it('is refused with code 5 naming it: a symlink, a dir of another user, one writable by others, and a symlinked pools/', async () => {

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { encodeResult, ipFamily, parseResult, type Result } from '../../lib/cni/result.ts';
 import { SUPPORTED_VERSIONS } from '../../lib/cni/version.ts';
+import { strictStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 
 const dualStack: Result = {
   interfaces: [{ name: 'net1', mac: '0a:58:0a:00:00:05', sandbox: '/run/netns/pod', mtu: 1500, pciID: '0000:03:02.3' }],

@@ -2,6 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { runPlugin, type Invocation, type Plugin } from '../../lib/cni/skel.ts';
 import { parseCniArgs } from '../../lib/cni/env.ts';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 
 function recorder(): Plugin & { calls: Invocation[] } {
   const calls: Invocation[] = [];
@@ -43,6 +46,8 @@ describe('environment errors', () => {
     ['ifname ..', { ...goodEnv, CNI_IFNAME: '..' }, 4, /relative/],
     ['ifname with a space', { ...goodEnv, CNI_IFNAME: 'a b' }, 4, /white space/],
     ['missing CNI_PATH', { ...goodEnv, CNI_PATH: '' }, 4, /CNI_PATH/],
+    ['relative netns on ADD', { ...goodEnv, CNI_NETNS: 'run/netns/x' }, 4, /^CNI_NETNS "run\/netns\/x" is not an absolute path$/],
+    ['relative netns on CHECK', { ...goodEnv, CNI_COMMAND: 'CHECK', CNI_NETNS: 'x' }, 4, /^CNI_NETNS "x" is not an absolute path$/],
   ];
   for (const [what, env, code, msg] of cases) {
     it(`${what} -> code ${code}`, async () => {
@@ -72,6 +77,13 @@ describe('environment errors', () => {
     expect(plugin.calls).toHaveLength(0);
     const allowed = await invoke({ ...goodEnv, CNI_NETNS: '/proc/self/ns/net', CNI_NETNS_OVERRIDE: '1' }, goodConf, plugin);
     expect(allowed.code).toBe(0);
+  });
+
+  it('DEL with a relative CNI_NETNS runs with no netns: nothing to clean there, the rest goes on', async () => {
+    const plugin = recorder();
+    const out = await invoke({ ...goodEnv, CNI_COMMAND: 'DEL', CNI_NETNS: 'run/netns/x' }, goodConf, plugin);
+    expect(out).toMatchObject({ code: 0, stdout: '' });
+    expect(plugin.calls.map((inv) => inv.env.netns)).toEqual(['']);
   });
 
   it('DEL does not need CNI_NETNS', async () => {
@@ -140,7 +152,9 @@ describe('verbs gated by cniVersion', () => {
     const plugin = { ...recorder(), add: async () => { throw new TypeError('boom'); } };
     const out = await invoke(goodEnv, goodConf, plugin);
     expect(out.json).toEqual({ cniVersion: '1.0.0', code: 999, msg: 'boom' });
-    expect(out.stdout + out.stderr).not.toMatch(/at .*\.ts:\d+/);
+    const logged = takeStderr();
+    expect(logged).toEqual([expect.stringMatching(/ \[error\] test ADD abc: boom$/)]);
+    expect(out.stdout + out.stderr + logged.join('\n')).not.toMatch(/at .*\.ts:\d+/);
   });
 });
 

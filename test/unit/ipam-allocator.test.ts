@@ -3,12 +3,15 @@
 // ADD gets the lowest free one.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
 import { parseAddr } from '../../ipam/alloc/addr.ts';
 import {
   applyChange, emptyPool, lowestFree, planAssign, planCollect, planRelease, usage, type Claimant,
 } from '../../ipam/alloc/allocator.ts';
 import { isAllocatable, resolveRange, type IpRange } from '../../ipam/alloc/ranges.ts';
 import type { PoolRecord } from '../../ipam/store/types.ts';
+
+strictStderr();
 
 const NOW = '2026-01-01T00:00:00.000Z';
 const who = (id: string, podref = id, ifname = 'net1', network = 'n'): Claimant => ({ id, podref, ifname, network });
@@ -139,6 +142,9 @@ describe('property: never a forbidden or duplicate address, always the lowest fr
           range = resolveRange(config.input, 'ipam', config.gateway ? parseAddr(config.gateway) : undefined);
         } catch {
           return; // start after end: refused as a config error, nothing to allocate
+        } finally {
+          // Random bounds and exclusions outside the range are warned about, and only those.
+          for (const line of takeStderr()) expect(line).toMatch(/\[warning\] ipam\.(range_(start|end) = .* is outside the usable addresses .*; ignored, as whereabouts does|exclude\[\d+\] = .* exclude nothing: outside )/);
         }
         const size = 2 ** (32 - range.prefix);
         let pool = emptyPool(range);

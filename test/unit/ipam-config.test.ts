@@ -3,10 +3,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
 import { loadIpamConfig, type IpamConfig } from '../../ipam/config/load.ts';
 import { spanOf } from '../../ipam/alloc/ranges.ts';
 import { openStore } from '../../ipam/store/open.ts';
 import { failure as rejection, invocation, tempStoreDir, type InvocationSpec, thrown } from '../helpers/ipam-invocation.ts';
+
+strictStderr();
 
 const load = (ipam: Record<string, unknown>, spec: Partial<InvocationSpec> = {}, flatFilePaths: string[] = []): IpamConfig =>
   loadIpamConfig(invocation({ ipam, ...spec }), { flatFilePaths, env: {} });
@@ -53,13 +56,10 @@ describe('datastore', () => {
     expect(err.message).toContain(KUBE.kubeconfig);
   });
 
-  it.each([
-    [{ datastore: 'etcd', etcd_host: 'https://10.0.0.5:2379' }, 'ipam.datastore "etcd"'],
-  ])('%j is refused with code 2 until its store exists', async (fields, fragment) => {
-    const err = await rejection(openStore(load({ range: '10.0.0.0/24', ...fields })));
-    expect(err.code).toBe(2);
-    expect(err.message).toContain(fragment);
-    expect(err.message).toContain('not available in this build');
+  it('refuses an etcd datastore without an endpoint, naming the fields to set', async () => {
+    const err = await rejection(openStore(load({ range: '10.0.0.0/24', datastore: 'etcd' })));
+    expect(err.code).toBe(7);
+    expect(err.message).toContain('needs ipam.etcd_host or ipam.etcd_endpoints');
   });
 
   it('reads the etcd fields and never shows the password', async () => {
@@ -111,6 +111,7 @@ describe('static addresses', () => {
     const both = { ...args, runtimeConfig: { ips: ['172.16.0.7'] } };
     expect(load(ranges, { extra: both }).addresses.map((a) => a.address)).toEqual(['172.16.0.7/32']);
     expect(load(ranges, { extra: { runtimeConfig: { ips: ['10.0.0.77'] } } }).addresses.map((a) => a.address)).toEqual(['10.0.0.77/24']);
+    expect(takeStderr()).toEqual([expect.stringContaining('static address 10.0.0.77/24 lies inside ipam.range 10.0.0.0/24 but is not leased there')]);
   });
   it('refuses a malformed address, naming where it came from', () => {
     expect(failure(() => load(ranges, { args: 'IP=nope' })).message).toContain('CNI_ARGS IP = "nope"');

@@ -1,6 +1,9 @@
 // Addresses, names and ranges: the arithmetic every pool rests on.
 import { thrown } from '../helpers/ipam-invocation.ts';
 import { describe, expect, it } from 'vitest';
+import { strictStderr, takeStderr } from '../helpers/fixture.ts';
+
+strictStderr();
 import { formatAddr, parseAddr, parseCidr } from '../../ipam/alloc/addr.ts';
 import { normalizeForName, poolName, reservationAddress, reservationName } from '../../ipam/alloc/names.ts';
 import { addressAt, resolveRange, spanOf } from '../../ipam/alloc/ranges.ts';
@@ -69,6 +72,7 @@ describe('ranges', () => {
   it('ignores, with a warning, a range_start outside the range (whereabouts ignores it silently)', () => {
     const r = resolveRange({ range: '10.0.0.0/24', range_start: '10.0.1.5', range_end: '10.0.0.20' }, 'ipam');
     expect(spanOf(r)).toBe('10.0.0.1-10.0.0.20');
+    expect(takeStderr()).toEqual([expect.stringMatching(/\[warning\] ipam\.range_start = "10\.0\.1\.5" is outside the usable addresses 10\.0\.0\.1-10\.0\.0\.254 of 10\.0\.0\.0\/24; ignored/)]);
   });
 
   it.each(['10.0.0.0/31', '10.0.0.0/32', 'fd00::/127', 'fd00::/128'])('refuses %s, naming it', (range) => {

@@ -28,6 +28,11 @@ export const DEFAULT_FILE_STORE_DIR = '/var/lib/cni/underlay/ipam';
 // Short: a holder needs milliseconds; a longer wait is retried by the IPAM within its deadline.
 const LOCK_TIMEOUT_MS = 2_000;
 
+/** Every call checks its deadline first: a caller out of time gets "may pass", never a late answer. */
+function onTime(deadline: number): void {
+  if (Date.now() >= deadline) throw new StoreUnavailable('the deadline passed before the call');
+}
+
 function checkName(kind: string, name: string): void {
   if (!SAFE_NAME.test(name)) throw new CniError(Code.InvalidConfig, `file store: ${kind} name ${JSON.stringify(name.slice(0, 80))} is not a safe file name`);
 }
@@ -81,8 +86,9 @@ export class FileStore implements IpamStore {
     }
   }
 
-  private read<T>(kind: Kind, name: string, as: (record: Record<string, unknown>, path: string) => T): Versioned<T> | undefined {
+  private read<T>(kind: Kind, name: string, as: (record: Record<string, unknown>, path: string) => T, deadline: number): Versioned<T> | undefined {
     const path = this.pathOf(kind, name);
+    onTime(deadline);
     this.safeDirs(false);
     const text = readFileIfExists(path);
     if (text === undefined) return undefined;
@@ -90,15 +96,16 @@ export class FileStore implements IpamStore {
     return { value: as(record, path), version };
   }
 
-  async readPool(name: string): Promise<Versioned<PoolRecord> | undefined> {
-    return this.read('pool', name, asPoolRecord);
+  async readPool(name: string, deadline: number): Promise<Versioned<PoolRecord> | undefined> {
+    return this.read('pool', name, asPoolRecord, deadline);
   }
 
-  async readReservation(name: string): Promise<Versioned<Reservation> | undefined> {
-    return this.read('reservation', name, asReservation);
+  async readReservation(name: string, deadline: number): Promise<Versioned<Reservation> | undefined> {
+    return this.read('reservation', name, asReservation, deadline);
   }
 
-  private list<T>(kind: Kind, prefix: string, as: (record: Record<string, unknown>, path: string) => T): Array<Named<T>> {
+  private list<T>(kind: Kind, prefix: string, as: (record: Record<string, unknown>, path: string) => T, deadline: number): Array<Named<T>> {
+    onTime(deadline);
     this.safeDirs(false);
     let entries: string[];
     try {
@@ -112,24 +119,24 @@ export class FileStore implements IpamStore {
       if (!entry.endsWith('.json')) continue;
       const name = entry.slice(0, -'.json'.length);
       if (!name.startsWith(prefix) || !SAFE_NAME.test(name)) continue;
-      const found = this.read(kind, name, as);
+      const found = this.read(kind, name, as, deadline);
       if (found) out.push({ name, ...found }); // gone between the listing and the read: skipped
     }
     return out;
   }
 
-  async listPools(prefix: string): Promise<Array<Named<PoolRecord>>> {
-    return this.list('pool', prefix, asPoolRecord);
+  async listPools(prefix: string, deadline: number): Promise<Array<Named<PoolRecord>>> {
+    return this.list('pool', prefix, asPoolRecord, deadline);
   }
 
-  async listReservations(prefix: string): Promise<Array<Named<Reservation>>> {
-    return this.list('reservation', prefix, asReservation);
+  async listReservations(prefix: string, deadline: number): Promise<Array<Named<Reservation>>> {
+    return this.list('reservation', prefix, asReservation, deadline);
   }
 
   async commit(writes: ReadonlyArray<Write>, deadline: number): Promise<Array<string | undefined> | undefined> {
     if (writes.length === 0) return [];
-    if (writes.length > this.atomicWrites) throw new Error(`file store: commit of ${writes.length} writes; it applies one at a time`);
-    if (Date.now() >= deadline) throw new StoreUnavailable('no time left for the write');
+    if (writes.length > this.atomicWrites) throw new CniError(Code.Internal, `file store: a commit of ${writes.length} writes; it applies one at a time`);
+    onTime(deadline);
     const write = writes[0]!;
     this.safeDirs(true);
     const version = write.kind === 'pool' ? await this.writePool(write.name, write.value, write.expected, deadline) : await this.writeReservation(write, deadline);
@@ -205,7 +212,8 @@ export class FileStore implements IpamStore {
     return this.removeTemps(this.dirs.pool, undefined, Math.max(olderThanMs, 1)) + this.removeTemps(this.dirs.reservation, undefined, Math.max(olderThanMs, 1));
   }
 
-  async ping(): Promise<void> {
+  async ping(deadline: number): Promise<void> {
+    onTime(deadline);
     // STATUS never writes: what exists must be ours and writable; what does not, creatable.
     for (const dir of [this.root, this.dirs.pool, this.dirs.reservation]) {
       const exists = checkPrivateDir(dir);
