@@ -4,7 +4,7 @@ import * as z from 'zod/mini';
 import { Code, CniError, showValue } from './cni/errors.ts';
 import type { Invocation } from './cni/skel.ts';
 
-export const MAC_ADDRESS = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+const MAC_ADDRESS = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const NOT_A_MAC = 'not a MAC address of the form aa:bb:cc:dd:ee:ff';
 
 export const macString = z.string().check(z.regex(MAC_ADDRESS, NOT_A_MAC));

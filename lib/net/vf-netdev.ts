@@ -15,7 +15,6 @@ export interface HostNetdev {
   mac: string;
   mtu: number;
   up: boolean;
-  altnames: ReadonlyArray<string>;
 }
 
 export function altnamesOf(link: Link): string[] {

@@ -3,11 +3,10 @@
 // whatever happens to the VF's netdev: the pod never sees them, and they outlive the pod.
 import * as z from 'zod/mini';
 import { Code, CniError } from '../cni/errors.ts';
-import { ipBatch, run, parseIpJson, type IpCommand } from './ip.ts';
+import { run, parseIpJson, type IpCommand } from './ip.ts';
 import { LinkSchema } from './schemas.ts';
 
-export const VLAN_PROTOCOLS = ['802.1Q', '802.1ad'] as const;
-export type VlanProtocol = (typeof VLAN_PROTOCOLS)[number];
+export type VlanProtocol = '802.1Q' | '802.1ad';
 export const VF_LINK_STATES = ['auto', 'enable', 'disable'] as const;
 export type VfLinkState = (typeof VF_LINK_STATES)[number];
 
@@ -121,6 +120,3 @@ export function vfDifferences(actual: VfSettings, wanted: VfChange, word = 'want
   }
   return out;
 }
-
-/** Applies `change` to VF `index` of `pf`. */
-export const setVf = (pf: string, index: number, change: VfChange): void => ipBatch(vfCommands(pf, index, change));

@@ -1,14 +1,16 @@
-// The host side of ADD: record the VF as it is, then set it up for the pod (PF settings, the netdev
-// and, in exclusive RDMA mode, the RDMA device moved in). The pod side is lib/net's
-// configurePodInterface, as for macvlan.
+// ADD's work on the VF: record it as it is, set it up for the pod (PF settings, the netdev and, in
+// exclusive RDMA mode, the RDMA device moved in), then finish the netdev in the pod with lib/net's
+// configurePodInterface, as macvlan does.
+import type { Interface, IpConfig, Route } from '../../lib/cni/result.ts';
 import type { Invocation } from '../../lib/cni/skel.ts';
-import { temporaryLinkName } from '../../lib/net/link.ts';
+import { configurePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
 import { rdmaNetnsMode, moveRdmaDevice } from '../../lib/net/rdma.ts';
 import { runIpSteps } from '../../lib/net/steps.ts';
 import { altnamesOf, moveIntoPod } from '../../lib/net/vf-netdev.ts';
 import { readPfAndLinks, vfCommands, vfSettings } from '../../lib/net/vf.ts';
 import type { VfDevice } from '../../lib/sysfs/vf.ts';
 import type { SriovRequest } from './config.ts';
+import { settlePodInterface } from './pod.ts';
 import { saveAttachment, type Attachment } from './state.ts';
 
 /** The user's config as sriov-cni records it: without what the runtime added for this one call. */
@@ -70,4 +72,27 @@ export async function handOver({ att, stale }: Recorded): Promise<void> {
   if (!att.dpdk) commands.push(...moveIntoPod(att.original.hostName, stale, att.netns, att.temporaryName!));
   await runIpSteps([{ what: `set up VF ${index} of ${pf} for the pod`, commands }]);
   if (att.rdma?.exclusive) moveRdmaDevice(att.rdma.device, att.netns);
+}
+
+/**
+ * The pod's side: its name, MAC, addresses, routes, up, announced (kernel driver); for a userspace
+ * driver only what the result reports (the addresses are the application's to configure). Returns the
+ * result's interface.
+ */
+export function finishInPod({ att, pfMtu }: Recorded, mac: string | undefined, ips: IpConfig[], routes: Route[]): Interface {
+  const iface: Interface = { name: att.ifName };
+  if (att.dpdk) {
+    const admin = /^(00:){5}00$/.test(att.original.settings.mac) ? undefined : att.original.settings.mac;
+    if (mac ?? admin) iface.mac = mac ?? admin;
+    iface.mtu = pfMtu;
+  } else {
+    const temporaryName = att.temporaryName!;
+    const link = settlePodInterface(att, mac, configurePodInterface({
+      netns: att.netns, temporaryName, ifName: att.ifName, ips, routes, announce: true,
+      prepare: mac ? [['link', 'set', 'dev', temporaryName, 'address', mac]] : [],
+    }));
+    Object.assign(iface, { mac: link.address, mtu: link.mtu });
+  }
+  iface.sandbox = att.netns;
+  return iface;
 }

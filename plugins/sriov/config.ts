@@ -42,7 +42,7 @@ export interface SriovRequest {
   pod?: string;
 }
 
-export const SRIOV_ARGS = ['MAC', 'VF'] as const;
+const SRIOV_ARGS = ['MAC', 'VF'] as const;
 
 const invalid = (field: string, value: unknown, why: string): CniError =>
   new CniError(Code.InvalidConfig, `invalid network config: ${field} = ${value === undefined ? 'missing' : showValue(value)}: ${why}`);

@@ -79,7 +79,7 @@ function reportVf(index: number, pci: string, table: Map<number, VfSettings>, re
   return report;
 }
 
-export function collect(): PfReport[] {
+function collect(): PfReport[] {
   const links = ipJson(HostLinksSchema, ['link', 'show']);
   const records = allAttachments();
   return listPfs().map(({ name, pci }) => {
@@ -118,7 +118,7 @@ function render(pfs: ReadonlyArray<PfReport>): string {
   return `${out.join('\n')}\n`;
 }
 
-export const DOCTOR_HELP = `underlay doctor [--json] [--state-dir DIR]
+const DOCTOR_HELP = `underlay doctor [--json] [--state-dir DIR]
   Shows each SR-IOV PF and VF of this node, which pod holds each VF, and flags VFs left dirty or lost.
   Exits 1 when something is flagged. State is read from /var/lib/cni/sriov (or DIR, or $UNDERLAY_SRIOV_STATE_DIR).
 `;

@@ -3,20 +3,19 @@
 // The story of each verb, on top of lib/cni (protocol, IPAM), lib/sysfs (which VF) and lib/net.
 import { delegateIpam, wantsIpam } from '../../lib/cni/delegate.ts';
 import { asCniError, Code, CniError, showValue } from '../../lib/cni/errors.ts';
-import { parseResult, type Interface, type Result } from '../../lib/cni/result.ts';
+import { parseResult, type Result } from '../../lib/cni/result.ts';
 import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
 import { atLeast } from '../../lib/cni/version.ts';
 import { log } from '../../lib/log.ts';
 import { assertBatchSafe } from '../../lib/net/ip.ts';
-import { configurePodInterface } from '../../lib/net/link.ts';
 import { netnsAlive } from '../../lib/net/netns.ts';
-import { pciDeviceExists, pciOfNetdev } from '../../lib/sysfs/pci.ts';
+import { pciOfNetdev } from '../../lib/sysfs/pci.ts';
+import { vfByPciAddress } from '../../lib/sysfs/vf.ts';
 import { Undo } from '../../lib/undo.ts';
-import { handOver, recordAttachment } from './attach.ts';
+import { finishInPod, handOver, recordAttachment } from './attach.ts';
 import { checkAttachment } from './check.ts';
 import { claimVf } from './claim.ts';
 import { deviceIdOf, loadRequest, parseFields } from './config.ts';
-import { settlePodInterface } from './pod.ts';
 import { giveBack } from './restore.ts';
 import { allAttachments, dropRecordTemps, forget, holdsVf, loadAttachment, lockVf, type Attachment } from './state.ts';
 
@@ -54,21 +53,7 @@ async function add(inv: Invocation): Promise<Result> {
       }
       await handing;
       const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: ourIndex }));
-      const iface: Interface = { name: ifName, sandbox: netns };
-      if (att.dpdk) {
-        // A userspace driver owns the device: the addresses are for the application to configure.
-        const mac = req.mac ?? (/^(00:){5}00$/.test(att.original.settings.mac) ? undefined : att.original.settings.mac);
-        if (mac) iface.mac = mac;
-        iface.mtu = recorded.pfMtu;
-      } else {
-        const temporaryName = att.temporaryName!;
-        const link = settlePodInterface(att, req.mac, configurePodInterface({
-          netns, temporaryName, ifName, ips, routes: ipam.routes ?? [], announce: true,
-          prepare: req.mac ? [['link', 'set', 'dev', temporaryName, 'address', req.mac]] : [],
-        }));
-        iface.mac = link.address;
-        iface.mtu = link.mtu;
-      }
+      const iface = finishInPod(recorded, req.mac, ips, ipam.routes ?? []);
       // mtu and pciID are 1.1 fields: an older result must not carry them.
       if (atLeast(inv.cniVersion, '1.1.0')) iface.pciID = vf.pci;
       else delete iface.mtu;
@@ -121,13 +106,21 @@ async function check(inv: Invocation): Promise<void> {
   checkAttachment(att, inv.env, prev);
 }
 
+// STATUS: not available (50) when the PF the config names is not on this node, or the VF it names is
+// not there with its PF; then the IPAM's answer.
 async function status(inv: Invocation): Promise<void> {
   const fields = parseFields(inv);
   const deviceID = deviceIdOf(inv, fields);
   if (fields.master !== undefined && !pciOfNetdev(fields.master)) {
     throw new CniError(Code.NotAvailable, `master ${showValue(fields.master)}: no such PF on this node`);
   }
-  if (deviceID !== undefined && !pciDeviceExists(deviceID)) throw new CniError(Code.NotAvailable, `deviceID ${showValue(deviceID)}: no such PCI device on this node`);
+  if (deviceID !== undefined) {
+    try {
+      vfByPciAddress(deviceID);
+    } catch (err) {
+      throw new CniError(Code.NotAvailable, asCniError(err).message.replace(/^invalid network config: /, ''));
+    }
+  }
   if (wantsIpam(inv)) await delegateIpam('STATUS', inv);
 }
 

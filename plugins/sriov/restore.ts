@@ -36,29 +36,26 @@ const home = (att: Attachment): HostNetdev => ({
   mac: att.original.mac,
   mtu: att.original.mtu,
   up: att.original.up,
-  altnames: att.original.altnames,
 });
 
 const pfPresent = (pf: string): boolean => existsSync(join(sysfsRoot(), 'class', 'net', pf));
 
-/** Where the VF netdev is now, and the steps that bring it home. */
-function netdevSteps(att: Attachment): { steps: IpStep[]; readIn?: string } {
+/** Where the VF netdev is now, and the steps that bring it home (none when it is nowhere we can see). */
+function netdevSteps(att: Attachment): IpStep[] {
   const h = home(att);
   const inHost = netdevsOf(att.vf.pci)[0];
-  if (inHost !== undefined) return { steps: [{ what: `restore ${inHost} as ${h.name}`, commands: restoreInHost(inHost, h) }] };
+  if (inHost !== undefined) return [{ what: `restore ${inHost} as ${h.name}`, commands: restoreInHost(inHost, h) }];
   // In the pod: under its temporary name if ADD stopped before renaming it, else under the pod's name.
   const names = [att.temporaryName, att.ifName].filter((n): n is string => n !== undefined);
   const inPod = netnsAlive(att.netns) ? findVfLink(ipJson(LinkListSchema, ['-d', 'link', 'show'], att.netns), names, att.vf.pci) : undefined;
   if (!inPod) {
     log.warn(`VF ${att.vf.pci}: its netdev is neither in the host nor in ${att.netns || 'a pod'} as ${names.join(' or ')}; only PF settings restored`);
-    return { steps: [] };
+    return [];
   }
-  return {
-    steps: [
-      { what: `send ${inPod.ifname} home as ${h.name}`, netns: att.netns, commands: sendHome(inPod.ifname, h, ownNetns()) },
-      { what: `bring ${h.name} up`, commands: afterHome(h) },
-    ],
-  };
+  return [
+    { what: `send ${inPod.ifname} home as ${h.name}`, netns: att.netns, commands: sendHome(inPod.ifname, h, ownNetns()) },
+    { what: `bring ${h.name} up`, commands: afterHome(h) },
+  ];
 }
 
 /** Puts the VF back: RDMA device, PF settings, netdev (name, MAC, MTU, altnames, up state). */
@@ -71,14 +68,14 @@ export async function giveBack(att: Attachment): Promise<void> {
     if (!moveRdmaDevice(att.rdma.device, ownNetns(), att.netns)) log.info(`RDMA device ${att.rdma.device} is not in ${att.netns}; nothing to move back`);
   }
   const pfStep: IpStep = { what: `restore VF ${att.vf.index} of ${att.vf.pf}`, commands: vfCommands(att.vf.pf, att.vf.index, restoreChange(att)), bestEffort: true };
-  const { steps } = att.dpdk ? { steps: [] } : netdevSteps(att);
+  const steps = att.dpdk ? [] : netdevSteps(att);
   const movesNetdev = steps.length > 0;
   let outcome;
   try {
     outcome = await runIpSteps([pfStep, ...steps], movesNetdev ? { command: ['link', 'show', 'dev', att.original.hostName] } : undefined);
   } catch (err) {
-    // A netdev that is not where the record says (an ADD killed before the move, a pod that renamed
-    // it) is not ours to chase further: the PF settings were restored, the doctor shows the rest.
+    // A netdev gone from where we just saw it (its pod renamed or deleted it meanwhile) is not ours to
+    // chase further: the PF settings were restored first, and the doctor shows the rest.
     if (err instanceof IpError && err.linkMissing) {
       log.warn(`VF ${att.vf.pci}: ${err.message}`);
       return;

@@ -151,6 +151,27 @@ describe('one VF, two pods', () => {
     expectPristine(vf);
   });
 
+  it('the DEL of one pod racing the ADD of the next on its VF: the new pod gets the VF whole, or "already allocated" (#219)', async () => {
+    for (let i = 0; i < 6; i++) {
+      const a = rig.pod(`ra${i}`);
+      const b = rig.pod(`rb${i}`);
+      expect((await call('ADD', `ra${i}`, a, config({ vlan: 42, mac: '02:00:00:00:00:42' }))).exitCode).toBe(0);
+      const [del, add] = await Promise.all([call('DEL', `ra${i}`, a, config()), call('ADD', `rb${i}`, b, config({ vlan: 43 }))]);
+      expect(del.exitCode, del.stdout).toBe(0);
+      if (add.exitCode === 0) {
+        // Nothing of the old pod's is left on it, and the old pod's DEL did not undo the new one's settings.
+        expect(rig.vfTable()[2]).toMatchObject({ address: '00:00:00:00:00:00', vlan_list: [{ vlan: 43 }] });
+        expect(linksIn(b)).toContain('net1');
+        expect((await call('DEL', `rb${i}`, b, config())).exitCode).toBe(0);
+      } else {
+        expect(add.json, add.stdout).toMatchObject({ code: 11 });
+        expect(add.json?.msg).toMatch(/already allocated/);
+        expect(linksIn(b)).toEqual(['lo']);
+      }
+      expectPristine(vf);
+    }
+  });
+
   it('a VF whose pod died without DEL is restored from that pod\'s record and reused; the late DEL leaves the new holder alone (#219)', async () => {
     const old = rig.pod('old');
     expect((await call('ADD', 'old', old, config({ vlan: 42, trust: 'on', mac: '02:00:00:00:00:42' }))).exitCode).toBe(0);

@@ -17,7 +17,13 @@ let n = 0;
 async function add(config: unknown, args = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=bad;K8S_POD_NAME=p') {
   const id = `bad${n++}`;
   const netns = rig.pod(id);
-  return { netns, out: await sriov(rig, { command: 'ADD', config, containerId: id, netns, ifName: 'net1', args }) };
+  return { netns, id, out: await sriov(rig, { command: 'ADD', config, containerId: id, netns, ifName: 'net1', args }) };
+}
+
+/** What a runtime does after a failed ADD: DEL it (which must succeed), whatever the ADD left. */
+async function delAfterFailure(id: string, netns: string, config: unknown): Promise<void> {
+  const del = await sriov(rig, { command: 'DEL', config, containerId: id, netns, ifName: 'net1' });
+  expect(del.exitCode, del.stdout).toBe(0);
 }
 
 /** Records, markers and temp files: the lock files (and what SQLite keeps beside them) are not state. */
@@ -55,11 +61,12 @@ describe('refused before anything is touched', () => {
   ];
   for (const [what, extra, message, args] of cases) {
     it(what, async () => {
-      const { netns, out } = await add(conf(extra), args);
+      const { netns, id, out } = await add(conf(extra), args);
       expect(out.exitCode).not.toBe(0);
       expect(out.json?.code, out.stdout).toBeOneOf([4, 7]);
       expect(out.json?.msg).toMatch(message);
       expectUntouched(netns);
+      await delAfterFailure(id, netns, conf(extra));
     });
   }
 
@@ -70,7 +77,8 @@ describe('refused before anything is touched', () => {
       expect(out.exitCode, out.stdout).toBe(0);
       held.push({ netns, id: `bad${n - 1}` });
     }
-    const { netns, out } = await add(conf({ master: rig.pf }));
+    const { netns, id, out } = await add(conf({ master: rig.pf }));
+    await delAfterFailure(id, netns, conf({ master: rig.pf }));
     expect(out.json).toMatchObject({ code: 11 });
     expect(out.json?.msg).toMatch(new RegExp(`master = "${rig.pf}": no free VF \\(4 VFs, all allocated\\)`));
     expect(linksIn(netns)).toEqual(['lo']);
@@ -91,6 +99,7 @@ describe('an ADD that fails halfway leaves nothing behind', () => {
     expect(out.json?.msg).toMatch(/File exists/);
     sh(`nsenter --net=${netns} ip link del net1`);
     expectUntouched(netns);
+    await delAfterFailure('taken', netns, conf({ deviceID: vf.pci, vlan: 12, trust: 'on' }));
   });
 
   it('the IPAM refuses: the VF is put back from the pod', async () => {
@@ -99,6 +108,7 @@ describe('an ADD that fails halfway leaves nothing behind', () => {
     expect(out.exitCode).not.toBe(0);
     expect(out.json?.msg).toMatch(/not-a-range/);
     expectUntouched(netns);
+    await delAfterFailure('noip', netns, conf({ deviceID: vf.pci, vlan: 12, ipam: { ...ipam, range: 'not-a-range' } }));
   });
 
   it('a route the pod cannot take: the lease is released and the VF put back', async () => {
@@ -108,5 +118,6 @@ describe('an ADD that fails halfway leaves nothing behind', () => {
     expect(out.exitCode).not.toBe(0);
     expect(out.json?.msg).toMatch(/198\.51\.100\.0\/24/);
     expectUntouched(netns);
+    await delAfterFailure('noroute', netns, conf({ deviceID: vf.pci, mac: '02:00:00:00:00:99', ipam: badRoute }));
   });
 });

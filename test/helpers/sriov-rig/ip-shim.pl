@@ -11,13 +11,16 @@
 #    VF and its netdev takes the MAC): the plugin sets the netdev's MAC itself, as it must anyway;
 #  - prints the table into `ip [-j] link show` / `ip -d addr show` of the PF exactly where iproute2
 #    6.1 does (after stats, before altnames and addresses), in its key order and formats;
+#  - with -d, prints a VF netdev's parent device ("parentbus":"pci","parentdev":"<pci>") as the kernel
+#    reports it for a PCI netdev, wherever it is (ip-shim-show.pl);
 #  - keeps the rig's sysfs honest after anything that may rename a VF netdev or move it between
 #    namespaces: <vf>/net/ lists the netdev's current name while it is in the host netns and nothing
 #    while it is elsewhere, as sysfs does (the VF netdevs, veth ends, carry the alias
 #    "underlay-rig-vf <pci>" so they can be found whatever their name);
 #  - hands everything else to the real ip, unchanged.
 # Perl (always on Debian) rather than Node: this runs several times per ADD, and a Node start-up
-# (~40 ms) would swamp what the benchmark measures.
+# (~40 ms) would swamp what the benchmark measures. The VF table (ip-shim-vf.pl) and the output
+# rewriting (ip-shim-show.pl) are compiled only by the calls that need them.
 use strict;
 
 # The rarely needed parts are compiled only when needed: compiling all of it is most of this shim's cost.

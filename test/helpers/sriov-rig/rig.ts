@@ -184,15 +184,18 @@ export class SriovRig {
   }
 
   /**
-   * The pod's netns dies without DEL: a real VF returns to the host under its pod name (or "devN" if
-   * that is taken), its RDMA device returns to the host; then the netns is gone.
+   * The pod's netns dies without DEL: a real VF returns to the host under its pod name (or the first
+   * free "devN" if that is taken, as the kernel names it), its RDMA device returns to the host; then
+   * the netns is gone.
    */
   podNetnsDied(netns: string, ifNames: ReadonlyArray<string>): void {
     const name = basename(netns);
-    const hostNames = new Set((JSON.parse(sh('ip -j link show')) as Array<{ ifname: string }>).map((l) => l.ifname));
-    for (const [i, ifName] of ifNames.entries()) {
+    for (const ifName of ifNames) {
       if (tryRun(`ip -n ${name} link show dev ${ifName}`).status !== 0) continue;
-      const target = hostNames.has(ifName) ? ` name dev${i}` : '';
+      const hostNames = new Set((JSON.parse(sh('ip -j link show')) as Array<{ ifname: string }>).map((l) => l.ifname));
+      let n = 0;
+      while (hostNames.has(`dev${n}`)) n++;
+      const target = hostNames.has(ifName) ? ` name dev${n}` : '';
       this.ip(`-n ${name} link set dev ${ifName} netns ${this.hostRef}${target}`);
     }
     const dead = sh(`stat -L -c %i ${netns}`).trim();
