@@ -11,8 +11,7 @@ import { poolName } from './alloc/names.ts';
 import { cidrAt } from './alloc/ranges.ts';
 import { loadIpamConfig, type IpamConfig } from './config/load.ts';
 import { IPAM_ARGS } from './config/static.ts';
-import { collectGarbage } from './gc/collect.ts';
-import { opsFor } from './lease/pool.ts';
+import { opsFor, type PoolOps } from './lease/pool.ts';
 import { operationDeadline, retryStats } from './lease/retry.ts';
 import type { Lease, PoolTarget } from './lease/target.ts';
 import type { PodLiveness } from '../lib/kube/pods.ts';
@@ -53,7 +52,7 @@ const normalCidr = (text: string): string | undefined => {
   return cidr && `${formatAddr(cidr.family, cidr.addr)}/${cidr.prefix}`;
 };
 
-function resultOf(config: IpamConfig, leases: ReadonlyArray<[PoolTarget, Lease]>): Result {
+function resultOf(config: IpamConfig, leases: ReadonlyArray<readonly [PoolTarget, Lease, ...unknown[]]>): Result {
   const gateway = config.gateway;
   const ips: IpConfig[] = leases.map(([target, lease]) => {
     const address = cidrAt(target.range, lease.offset);
@@ -114,16 +113,19 @@ async function add(inv: Invocation): Promise<Result> {
   const podGone = pods && ((podref: string, uid: string, deadline: number) => pods.gone(podref, uid, deadline));
   return withStore(openStore(config), async (store) => {
     const deadline = operationDeadline();
-    const leases: Array<[PoolTarget, Lease]> = [];
+    const leases: Array<[PoolTarget, Lease, PoolOps]> = [];
     try {
-      for (const target of targetsOf(config)) leases.push([target, await opsFor(target).acquire(store, target, who, deadline, podGone)]);
+      for (const target of targetsOf(config)) {
+        const ops = await opsFor(store, target, deadline);
+        leases.push([target, await ops.acquire(store, target, who, deadline, podGone), ops]);
+      }
     } catch (err) {
       // A failed ADD keeps nothing: the leases taken for earlier ranges go back, within one deadline
       // for all of them (the ADD's own may be what ran out).
       const undoDeadline = operationDeadline();
-      for (const [target, lease] of leases.reverse()) {
+      for (const [target, lease, ops] of leases.reverse()) {
         try {
-          await opsFor(target).rollback(store, target, lease, who, undoDeadline);
+          await ops.rollback(store, target, lease, who, undoDeadline);
         } catch (undo) {
           log.warn(`ADD failed and its lease in pool ${target.name} could not be returned: ${undo instanceof Error ? undo.message : String(undo)}`);
         }
@@ -143,7 +145,7 @@ async function del(inv: Invocation): Promise<void> {
   await withStore(opened.store, async (store) => {
     const deadline = operationDeadline();
     for (const target of targetsOf(opened.config)) {
-      const released = await opsFor(target).release(store, target, who, deadline);
+      const released = await (await opsFor(store, target, deadline)).release(store, target, who, deadline);
       if (released.length === 0) log.debug(escaped`DEL: no lease of ${who.id} ${who.ifname} in pool ${target.name}`);
     }
   });
@@ -158,7 +160,7 @@ async function check(inv: Invocation): Promise<void> {
   await withStore(openStore(config), async (store) => {
     const deadline = operationDeadline();
     for (const target of targetsOf(config)) {
-      const key = await opsFor(target).find(store, target, who, deadline);
+      const key = await (await opsFor(store, target, deadline)).find(store, target, who, deadline);
       if (key === undefined) {
         throw new CniError(Code.UnknownContainer, `CHECK: container ${who.id} interface ${who.ifname} holds no lease in pool ${target.name} (${target.range.field}.range ${JSON.stringify(target.range.source)})`);
       }
@@ -180,6 +182,7 @@ async function gc(inv: Invocation): Promise<void> {
   const opened = await openTolerant(inv, 'GC');
   if (!opened) return;
   const { config } = opened;
+  const { collectGarbage } = await import('./gc/collect.ts');
   const outcome = await withStore(opened.store, (store) => collectGarbage(store, targetsOf(config), config.network, valid, operationDeadline()));
   log.info(`GC: released ${outcome.released} leases, removed ${outcome.orphansRemoved} orphaned records`);
 }
@@ -204,7 +207,7 @@ async function status(inv: Invocation): Promise<void> {
     for (const target of targetsOf(config)) {
       let free: bigint | undefined;
       try {
-        free = await opsFor(target).lowestFree(store, target, deadline);
+        free = await (await opsFor(store, target, deadline)).lowestFree(store, target, deadline);
       } catch (err) {
         throw new CniError(Code.NotAvailable, `ipam: cannot read pool ${target.name} from the ${store.description}: ${why(err)}`);
       }

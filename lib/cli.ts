@@ -22,6 +22,11 @@ stdin. Run as "underlay", it helps you look at what the plugins did:
                                              list the leases of one pool: address, pod, container
   underlay doctor [--json] [--state-dir DIR] each SR-IOV PF and VF of this node, the pod holding each VF,
                                              and VFs left dirty or lost (exits 1 if any)
+  underlay reconcile [--dry-run] [--json] [--kubeconfig FILE] [--pool-namespace NS]
+                                             free the addresses of pods that no longer exist
+                                             (what the reconciler CronJob runs; pods and pools
+                                             from the pod's service account by default; see
+                                             "underlay reconcile --help")
   underlay install [--once] [--force] [--cni-bin-dir DIR] [--kubeconfig FILE] ...
                                              install the executable and plugin links on this
                                              node and keep the IPAM's kubeconfig current (what
@@ -51,6 +56,8 @@ export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
       return runIpamCli([...rest]);
     case 'doctor':
       return (await import('../plugins/sriov/doctor.ts')).runDoctor(rest);
+    case 'reconcile':
+      return (await import('../ipam/gc/reconcile-cli.ts')).runReconcileCli(rest);
     case 'install':
       return (await import('./install/main.ts')).runInstall(rest);
     default:

@@ -1,27 +1,29 @@
-// Which plugin a name means. Loaded only when there is work to do (see main.ts).
+// Which plugin a name means. Loaded only when there is work to do (see main.ts), and each plugin (and
+// our IPAM, when a config delegates to it) only when it is the one called: a module's loading is paid
+// on every call that loads it.
 import { registerInProcessIpam } from './cni/delegate.ts';
-import { processIo, runPlugin, type Plugin } from './cni/skel.ts';
-import { runCli } from './cli.ts';
 import { Code, CniError, showValue } from './cni/errors.ts';
+import { processIo, runPlugin, type Plugin } from './cni/skel.ts';
 import { CURRENT_VERSION } from './cni/version.ts';
 import { IPAM_TYPES, PLUGIN_NAMES } from './names.ts';
-import { ipamPlugin } from '../ipam/plugin.ts';
-import { macvlanPlugin } from '../plugins/macvlan/main.ts';
-import { sriovPlugin } from '../plugins/sriov/main.ts';
 
-const PLUGINS: Record<string, Plugin> = {
-  macvlan: macvlanPlugin,
-  'underlay-macvlan': macvlanPlugin,
-  sriov: sriovPlugin,
-  'underlay-sriov': sriovPlugin,
-  whereabouts: ipamPlugin,
-  'underlay-ipam': ipamPlugin,
+const ipam = async (): Promise<Plugin> => (await import('../ipam/plugin.ts')).ipamPlugin;
+const macvlan = async (): Promise<Plugin> => (await import('../plugins/macvlan/main.ts')).macvlanPlugin;
+const sriov = async (): Promise<Plugin> => (await import('../plugins/sriov/main.ts')).sriovPlugin;
+
+const PLUGINS: Record<string, () => Promise<Plugin>> = {
+  macvlan,
+  'underlay-macvlan': macvlan,
+  sriov,
+  'underlay-sriov': sriov,
+  whereabouts: ipam,
+  'underlay-ipam': ipam,
 };
 
 export async function dispatch(name: string): Promise<number> {
-  registerInProcessIpam(IPAM_TYPES, ipamPlugin);
-  const plugin = PLUGINS[name];
-  if (plugin) return runPlugin(plugin, processIo());
+  registerInProcessIpam(IPAM_TYPES, ipam);
+  const load = PLUGINS[name];
+  if (load) return runPlugin(await load(), processIo());
   if (process.env.CNI_COMMAND) {
     // A runtime exec'd us under a name that is no plugin (a conflist with "type": "underlay"): it must
     // get a CNI error, not the operator's help text on stdout and a success.
@@ -29,5 +31,5 @@ export async function dispatch(name: string): Promise<number> {
     process.stdout.write(`${JSON.stringify(new CniError(Code.InvalidConfig, msg).toJSON(CURRENT_VERSION))}\n`);
     return 1;
   }
-  return runCli(process.argv.slice(2));
+  return (await import('./cli.ts')).runCli(process.argv.slice(2));
 }

@@ -6,6 +6,7 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import { Code, CniError, showValue } from './cni/errors.ts';
+import { timed } from './trace.ts';
 
 export const errnoOf = (err: unknown): string | undefined =>
   err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
@@ -33,7 +34,7 @@ export function writeAll(fd: number, data: Buffer): void {
 export function fsyncDir(dir: string): void {
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    fsyncSync(fd);
+    timed(`fsync ${dir}`, () => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -63,7 +64,7 @@ export function writeFileDurably(path: string, data: string | Buffer, options: D
     const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, options.mode ?? 0o600);
     try {
       writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
-      fsyncSync(fd);
+      timed(`fsync ${path}`, () => fsyncSync(fd));
     } finally {
       closeSync(fd);
     }

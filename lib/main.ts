@@ -7,6 +7,9 @@
 import { basename } from 'node:path';
 import { versionInfo } from './cni/version.ts';
 import { PLUGIN_NAMES } from './names.ts';
+import { mark } from './trace.ts';
+
+mark('main');
 
 /** The name we were run as: argv0 keeps a symlink's own name, which is what dispatch needs. */
 function invokedAs(): string {
@@ -29,6 +32,7 @@ if (PLUGIN_NAMES.includes(name) && process.env.CNI_COMMAND === 'VERSION') {
   process.stdout.write(`${versionInfo()}\n`);
 } else {
   void import('./dispatch.ts').then(async ({ dispatch }) => {
+    mark('modules loaded');
     process.exitCode = await dispatch(name);
   });
 }

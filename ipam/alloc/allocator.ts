@@ -102,7 +102,7 @@ export function lowestFree(pool: PoolRecord, range: IpRange, skip: ReadonlySet<s
 /**
  * The key of the lease held by this pod instance on this interface, if any: the basis of idempotent ADD.
  * (podref, ifname), and the same pod UID when both know one: a pod re-created under the same name while
- * the old one may still run (a force-deleted pod on a lost node) must not take over its address.
+ * the old one may still run (terminating on a node that does not answer) must not take over its address.
  */
 export const findByPod = (pool: PoolRecord, who: Pick<Claimant, 'podref' | 'ifname' | 'uid'>): string | undefined =>
   findKey(pool, (a) => sameInstance(a, who));
@@ -131,7 +131,9 @@ const findKey = (pool: PoolRecord, match: (allocation: Allocation) => boolean): 
 /**
  * The lease of an earlier pod of the same name on this interface: a StatefulSet pod re-created under its
  * name has another UID. Its ADD may take that lease over, but only once the API says the earlier pod is
- * gone (a force-deleted pod on a lost node may still run): the caller asks, then plans with `takeover`.
+ * gone (while its object exists, terminating on a lost node, it may still run): the caller asks, then
+ * plans with `takeover`. A force-deleted pod's object is gone at once, whatever its containers do:
+ * that is the operator's word that it no longer runs.
  */
 export const findPredecessor = (pool: PoolRecord, who: Pick<Claimant, 'podref' | 'ifname' | 'uid'>): string | undefined =>
   who.uid === undefined ? undefined : findKey(pool, (a) => a.podref === who.podref && a.poduid !== undefined && a.poduid !== who.uid && ifnameMatches(a, who.ifname));

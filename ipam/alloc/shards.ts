@@ -77,6 +77,25 @@ export function nextShard(range: IpRange, from: bigint): bigint | undefined {
   return undefined;
 }
 
+/** How many shards past the hint a contended ADD may start at: up to this many write different records. */
+const SPREAD = 16;
+
+/**
+ * The order an ADD reads a big pool's shards in: every shard from `first` (the lowest that may have
+ * room) to the end, then round to `first`. An ADD that lost a race (`spread`) starts at a random one of
+ * the next SPREAD shards instead, so ADDs racing for one pool spread over several records rather than
+ * all retrying on the same one; an ADD that meets no contention takes the lowest free address.
+ */
+export function* scanOrder(range: IpRange, first: bigint | undefined, spread: boolean): Generator<bigint> {
+  if (first === undefined) return;
+  const span = shardOf(range.last) - first + 1n;
+  const width = span < BigInt(SPREAD) ? Number(span) : SPREAD;
+  const step = spread ? BigInt(Math.floor(Math.random() * width)) : 0n;
+  const start = nextShard(range, first + step) ?? first;
+  for (let shard: bigint | undefined = start; shard !== undefined; shard = nextShard(range, shard + 1n)) yield shard;
+  for (let shard: bigint | undefined = first; shard !== undefined && shard < start; shard = nextShard(range, shard + 1n)) yield shard;
+}
+
 /** Identifies a config's allocatable offsets: "full" is only meaningful for one set of segments. */
 export function fingerprint(range: IpRange): string {
   const text = range.segments.map((s) => `${s.start}-${s.end}`).join(',');

@@ -45,7 +45,7 @@ export async function collectGarbage(
   for (const target of targets) {
     if (seen.has(target.name)) continue;
     seen.add(target.name);
-    const outcome = await opsFor(target).collect(store, target, doomed, deadline, grace);
+    const outcome = await (await opsFor(store, target, deadline)).collect(store, target, doomed, deadline, grace);
     for (const [, a] of outcome.released) log.info(escaped`GC: released a lease of ${a.podref} (${a.id} ${a.ifname ?? ''}) in pool ${target.name}`);
     released += outcome.released.length;
     orphansRemoved += outcome.repaired;

@@ -1,8 +1,14 @@
-// How one pool is worked, chosen once per pool: as one whereabouts IPPool record (lease/single.ts), or
-// cut into shards (lease/sharded.ts) when it is bigger than one shard. ADD, DEL, CHECK, STATUS, GC and
-// the reconciler all go through these operations; none of them asks which kind of pool it has.
+// How one pool is worked, chosen once per pool and verb: as one whereabouts IPPool record
+// (lease/single.ts), or cut into shards (lease/sharded.ts). ADD, DEL, CHECK, STATUS, GC and the
+// reconciler all go through these operations; none of them asks which kind of pool it has.
+//
+// A pool of up to 1,024 addresses is one record. A bigger one is sharded only when Underlay creates it
+// (the index record marks it, written before any shard). A big pool that already exists as one record
+// without an index (whereabouts made it, or an Underlay before shards) stays one record, exactly as
+// whereabouts keeps it: a whereabouts still running on other nodes during a move then keeps seeing
+// every address as taken, and nothing has to be moved (or granted to the reconciler) to take it over.
 import type { Claimant } from '../alloc/allocator.ts';
-import { isSharded } from '../alloc/shards.ts';
+import { indexName, isSharded } from '../alloc/shards.ts';
 import type { Allocation, IpamStore } from '../store/types.ts';
 import { SHARDED } from './sharded.ts';
 import { SINGLE_RECORD } from './single.ts';
@@ -31,4 +37,8 @@ export interface PoolOps {
   ): Promise<{ released: Released[]; repaired: number }>;
 }
 
-export const opsFor = (target: PoolTarget): PoolOps => (isSharded(target.range) ? SHARDED : SINGLE_RECORD);
+export async function opsFor(store: IpamStore, target: PoolTarget, deadline: number): Promise<PoolOps> {
+  if (!isSharded(target.range)) return SINGLE_RECORD;
+  if (await store.readPool(indexName(target.name), deadline)) return SHARDED;
+  return (await store.readPool(target.name, deadline)) ? SINGLE_RECORD : SHARDED;
+}

@@ -1,10 +1,9 @@
 // A sharded pool's DEL, CHECK, STATUS and GC: finding a pod's lease through its claim or by scanning the
-// shards, the lowest free address from the hint on, and collecting leases. CHECK and STATUS never write:
-// a pool still in its legacy one-record form is read as it is, not migrated.
-import { emptyPool, ifnameMatches, lowestFree, planRelease, planRemove, type Claimant } from '../alloc/allocator.ts';
+// shards, the lowest free address from the hint on, and collecting leases. None of them creates the
+// index: a pool without one has no shards (lease/pool.ts).
+import { ifnameMatches, lowestFree, planRelease, planRemove, type Claimant } from '../alloc/allocator.ts';
 import { claimName, clip, indexName, isClaimOf, nextShard, shardName, shardOf, startShard } from '../alloc/shards.ts';
 import type { Allocation, IpamStore } from '../store/types.ts';
-import { ensureIndex } from './migrate.ts';
 import type { PoolOps } from './pool.ts';
 import { commitOne, deleteWrite, poolWrite, readForWrite } from './records.ts';
 import { claimedOffset, dropIfOwned } from './reservations.ts';
@@ -14,14 +13,6 @@ import { ownerOf, reservationOf, type PoolTarget, type Released } from './target
 
 /** Is `held` the lease of exactly (container ID, ifname)? The only thing a DEL releases. */
 const heldBy = (held: Allocation | undefined, who: Pick<Claimant, 'id' | 'ifname'>): boolean => held !== undefined && held.id === who.id && ifnameMatches(held, who.ifname);
-
-/** The index, migrating a legacy pool first; undefined when the pool was never written. */
-async function indexIfAny(store: IpamStore, target: PoolTarget, deadline: number) {
-  const index = await store.readPool(indexName(target.name), deadline);
-  if (index) return index;
-  if (!(await store.readPool(target.name, deadline))) return undefined;
-  return ensureIndex(store, target, deadline);
-}
 
 /**
  * Orphaned claims older than `grace` whose lease is gone: an ADD killed between its claim and its shard
@@ -56,7 +47,6 @@ async function repairIndexAndClaims(store: IpamStore, target: PoolTarget, grace:
 export const SHARDED_READS: Pick<PoolOps, 'release' | 'find' | 'lowestFree' | 'collect'> = {
   /** DEL: through the pod's claim when it names this container, else by scanning the shards. */
   async release(store, target, who, deadline) {
-    if (!(await indexIfAny(store, target, deadline))) return [];
     const claim = await store.readReservation(claimName(target.name, who.podref, who.ifname), deadline);
     const offset = claim?.value.containerid === who.id ? claimedOffset(claim, who.podref) : undefined;
     const released: Released[] = [];
@@ -95,13 +85,7 @@ export const SHARDED_READS: Pick<PoolOps, 'release' | 'find' | 'lowestFree' | 'c
   /** STATUS: the lowest free offset from the hint on (one shard read while hints are right). */
   async lowestFree(store, target, deadline) {
     const index = await store.readPool(indexName(target.name), deadline);
-    if (!index) {
-      // Never allocated in shards: every lease is in the records that exist (a legacy pool in shard 0).
-      const merged = emptyPool(target.range);
-      for (const { snapshot } of await listShards(store, target, deadline)) Object.assign(merged.allocations, snapshot.pool.allocations);
-      return lowestFree(merged, target.range);
-    }
-    for (let shard = nextShard(target.range, startShard(index.value, target.range)); shard !== undefined; shard = nextShard(target.range, shard + 1n)) {
+    for (let shard = nextShard(target.range, startShard(index?.value, target.range)); shard !== undefined; shard = nextShard(target.range, shard + 1n)) {
       const offset = lowestFree((await readForWrite(store, target, shardName(target.name, shard), deadline)).pool, clip(target.range, shard));
       if (offset !== undefined) return offset;
     }
@@ -109,7 +93,6 @@ export const SHARDED_READS: Pick<PoolOps, 'release' | 'find' | 'lowestFree' | 'c
   },
 
   async collect(store, target, doomed, deadline, grace) {
-    if (await store.readPool(target.name, deadline)) await ensureIndex(store, target, deadline);
     const released: Released[] = [];
     for (const { shard, snapshot } of await listShards(store, target, deadline)) {
       released.push(...(await removeFromShard(store, target, shard, deadline, (pool) => planRemove(pool, doomed).remove, snapshot)));

@@ -7,10 +7,10 @@
 //        when it names that container, else by scanning the shards (a DEL without the pod's CNI_ARGS, a
 //        claim that names another container); every removal goes through lease/remove.ts.
 // Why no address is ever handed out twice, whatever crashes (kill -9 between any two writes):
-//  1. Offset X is granted only by a compare-and-swap of the ONE record that owns it, shard X>>10 (after
-//     migration, lease/migrate.ts, no other record holds X: allocation waits for the index, which is
-//     created only once shard 0 holds no other shard's offsets; migration copies merge and never
-//     overwrite). Two ADDs that both read X free race on the same record version: one loses and retries.
+//  1. Offset X is granted only by a compare-and-swap of the ONE record that owns it, shard X>>10 (the
+//     index is written before any shard, and a pool that existed as one record before is never cut:
+//     lease/pool.ts). Two ADDs that both read X free race on the same record version: one loses and
+//     retries.
 //  2. Every record write is atomic (the store's contract), so a crash leaves each record old or new.
 //  3. Claims and the index are hints, never consulted to decide that X is free. A crash can leave a claim
 //     without a lease (the pod's next ADD or GC drops it), a lease whose claim is gone (a second lease
@@ -20,9 +20,9 @@
 import { escaped, log } from '../../lib/log.ts';
 import { applyChange, lowestFree, newAllocation, planAssign, sameInstance, withAllocatable, type Claimant } from '../alloc/allocator.ts';
 import { addressAt } from '../alloc/ranges.ts';
-import { claimName, clip, indexName, nextShard, raiseHint, shardName, shardOf, startShard } from '../alloc/shards.ts';
+import { claimName, clip, indexName, nextShard, raiseHint, scanOrder, shardName, shardOf, startShard } from '../alloc/shards.ts';
 import type { IpamStore, Reservation, Versioned, Write } from '../store/types.ts';
-import { ensureIndex } from './migrate.ts';
+import { ensureIndex } from './index.ts';
 import { commitAdd, commitOne, createWrite, fitsOneCommit, poolWrite, readForWrite, replaceWrite, type Snapshot } from './records.ts';
 import { claimedOffset, judgeReservation, reservationFor, stillOurs } from './reservations.ts';
 import { CONFLICT, withRetries } from './retry.ts';
@@ -102,13 +102,16 @@ const isPredecessorClaim = (claim: Reservation, who: Claimant): boolean =>
 async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number, podGone?: PodGone): Promise<Lease> {
   const skip = new Set<string>();
   const claim = claimName(target.name, who.podref, who.ifname);
+  let attempts = 0;
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
+    const contended = attempts++ > 0; // an earlier attempt lost a race (or met an outage)
     const now = new Date().toISOString();
     const index = await ensureIndex(store, target, deadline);
     let existing = await store.readReservation(claim, deadline);
-    // The claim of an earlier pod of the same name (another UID): that pod may still run (a force-deleted
-    // pod on a lost node), so its lease is not ours. This pod gets its own, and the claim is handed over
-    // by compare-and-swap; the earlier pod's DEL finds its lease by scanning, GC frees it otherwise.
+    // The claim of an earlier pod of the same name (another UID): unless the API says that pod is gone
+    // (then its lease is taken over), it may still run (terminating on a lost node), so its lease is not
+    // ours. This pod gets its own, and the claim is handed over by compare-and-swap; the earlier pod's
+    // DEL finds its lease by scanning, GC or the reconciler frees it otherwise.
     const takeover = existing !== undefined && podGone !== undefined && isPredecessorClaim(existing.value, who) && (await podGone(who.podref, existing.value.poduid!, deadline));
     if (existing && (sameInstance(existing.value, who) || takeover)) {
       const reused = await reuse(store, target, who, existing, skip, now, deadline, takeover);
@@ -118,15 +121,22 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
 
     const start = nextShard(target.range, startShard(index.value, target.range));
     let found: { offset: bigint; reservation?: Write; snapshot: Snapshot } | undefined;
-    for (let shard = start; shard !== undefined && !found; shard = nextShard(target.range, shard + 1n)) {
+    const seenFull = new Set<bigint>();
+    for (const shard of scanOrder(target.range, start, contended)) {
       const snapshot = await readForWrite(store, target, shardName(target.name, shard), deadline);
       const picked = await pickInShard(store, target, snapshot, shard, who, now, skip, deadline);
-      if (picked) found = { ...picked, snapshot };
+      if (picked) {
+        found = { ...picked, snapshot };
+        break;
+      }
+      seenFull.add(shard);
     }
-    // Every shard before `full` was seen full of leases (not of other pools' reservations, which may go
-    // without this index hearing of it) since the index was read: raise the hint. A lost swap is fine
-    // (a DEL lowered it meanwhile, or another ADD raised it).
-    let full = found ? shardOf(found.offset) : shardOf(target.range.last) + 1n;
+    // Every shard from `start` to `full` was seen full of leases (not of other pools' reservations,
+    // which may go without this index hearing of it) since the index was read: raise the hint. A lost
+    // swap is fine (a DEL lowered it meanwhile, or another ADD raised it).
+    let full = start;
+    while (full !== undefined && seenFull.has(full)) full = nextShard(target.range, full + 1n);
+    full ??= shardOf(target.range.last) + 1n;
     for (const key of skip) if (shardOf(BigInt(key)) < full) full = shardOf(BigInt(key));
     if (start !== undefined && full > start) {
       await commitOne(store, poolWrite(indexName(target.name), raiseHint(index.value, target.range, full), index.version), deadline);

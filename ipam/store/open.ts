@@ -6,11 +6,28 @@ import { isAbsolute } from 'node:path';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import type { IpamConfig } from '../config/load.ts';
 import { FileStore } from './file/store.ts';
+import { timedAsync, tracing } from '../../lib/trace.ts';
 import type { IpamStore } from './types.ts';
 
 export type StoreChoice = Pick<IpamConfig, 'datastore' | 'datastoreReason' | 'fileStoreDir' | 'etcd' | 'kubeconfig' | 'k8sApiRoot'>;
 
+/** With UNDERLAY_TRACE, every store call is timed (lib/trace.ts). */
 export async function openStore(config: StoreChoice): Promise<IpamStore> {
+  const store = await openChosen(config);
+  return tracing() ? traced(store) : store;
+}
+
+function traced(store: IpamStore): IpamStore {
+  return new Proxy(store, {
+    get(real, prop, receiver) {
+      const value: unknown = Reflect.get(real, prop, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => timedAsync(`store ${String(prop)} ${typeof args[0] === 'string' ? args[0] : ''}`.trim(), () => (value as (...a: unknown[]) => Promise<unknown>).apply(real, args));
+    },
+  });
+}
+
+async function openChosen(config: StoreChoice): Promise<IpamStore> {
   if (config.datastore === 'kubernetes') {
     const { openKubernetesStore } = await import('./kubernetes/store.ts');
     return openKubernetesStore({ kubeconfig: config.kubeconfig, apiRoot: config.k8sApiRoot });

@@ -10,10 +10,11 @@ import type { Invocation, Plugin } from './skel.ts';
 import { escaped, log } from '../log.ts';
 import { DELEGATING_PLUGINS } from '../names.ts';
 
-const inProcess = new Map<string, Plugin>();
+/** Our own IPAM, loaded only when a config delegates to it (its modules cost every call that loads them). */
+const inProcess = new Map<string, () => Promise<Plugin>>();
 
-export function registerInProcessIpam(types: ReadonlyArray<string>, plugin: Plugin): void {
-  for (const type of types) inProcess.set(type, plugin);
+export function registerInProcessIpam(types: ReadonlyArray<string>, load: () => Promise<Plugin>): void {
+  for (const type of types) inProcess.set(type, load);
 }
 
 export function findInPath(type: string, path: ReadonlyArray<string>): string {
@@ -39,9 +40,9 @@ function isThisExecutable(file: string): boolean {
 }
 
 /** The in-process IPAM plugin for `file`, if calling it directly is equivalent to exec-ing it. */
-export function inProcessTarget(type: string, file: string): Plugin | undefined {
-  const plugin = inProcess.get(type);
-  return plugin && isThisExecutable(file) ? plugin : undefined;
+export async function inProcessTarget(type: string, file: string): Promise<Plugin | undefined> {
+  const load = inProcess.get(type);
+  return load && isThisExecutable(file) ? load() : undefined;
 }
 
 interface ExecOutcome {
@@ -162,7 +163,7 @@ export async function delegateIpam(verb: Exclude<Verb, 'VERSION'>, inv: Invocati
   const type = inv.conf.ipam?.type ?? '';
   if (refuseLoop(verb, type, 0)) return undefined;
   const file = findInPath(type, inv.env.path);
-  const local = inProcessTarget(type, file);
+  const local = await inProcessTarget(type, file);
   if (local) {
     log.debug(escaped`IPAM ${verb} in-process (${type})`);
     const delegated: Invocation = { ...inv, verb, env: { ...inv.env, command: verb } };

@@ -9,6 +9,7 @@ import { parseEnv, parseVerb, type CmdArgs, type Verb } from './env.ts';
 import { encodeResult, type Result } from './result.ts';
 import { atLeast, CURRENT_VERSION, isSupported, requireSupported, SUPPORTED_VERSIONS, versionInfo, type SpecVersion } from './version.ts';
 import { configureLog, debugEnabled, log, logValue } from '../log.ts';
+import { mark } from '../trace.ts';
 
 export interface Invocation {
   verb: Verb;
@@ -72,6 +73,7 @@ async function dispatch(plugin: Plugin, verb: Verb, io: Io, reply: { version: st
     throw new CniError(Code.IoFailure, `cannot read network config from stdin: ${asCniError(err).message}`);
   }
   const { conf, raw } = decodeConfig(stdin);
+  mark('config decoded');
   // The error goes out in the config's version only when that is one we speak: echoing any string
   // back would repeat whatever the config holds, however long.
   if (isSupported(conf.cniVersion)) reply.version = conf.cniVersion;
@@ -120,6 +122,7 @@ export async function runPlugin(plugin: Plugin, io: Io): Promise<number> {
       return 0;
     }
     const out = await dispatch(plugin, verb, io, reply);
+    mark('verb done');
     if (out !== undefined) io.stdout(`${out}\n`);
     return 0;
   } catch (err) {

@@ -4,6 +4,7 @@
 import * as z from 'zod/mini';
 import { Code, CniError, showValue } from '../cni/errors.ts';
 import { escaped, log } from '../log.ts';
+import { timed } from '../trace.ts';
 
 /** A failed iproute2 (or nsenter) run: what ran, and what it said on stderr. */
 export class IpError extends CniError {
@@ -37,7 +38,7 @@ export function run(argv: ReadonlyArray<string>, options: RunOptions = {}): stri
   const started = Date.now();
   // Loaded on first use: node:child_process (with node:net under it) costs ~7 ms to load, which an
   // invocation that never spawns (our IPAM exec'd by another plugin) should not pay.
-  const out = process.getBuiltinModule('node:child_process').spawnSync(full[0]!, full.slice(1), { input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 << 20 });
+  const out = timed(`spawn ${full.slice(0, 4).join(' ')}`, () => process.getBuiltinModule('node:child_process').spawnSync(full[0]!, full.slice(1), { input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 << 20 }));
   log.debug(escaped`ran ${full.join(' ')} (${Date.now() - started} ms, status ${out.status})`);
   if (out.error) throw new IpError(`cannot run ${full[0]}`, out.error.message);
   if (out.status !== 0) throw new IpError(describe(argv, options, out.stderr), out.stderr || out.stdout, out.status);

@@ -7,7 +7,7 @@ import { realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import * as z from 'zod/mini';
 import { IpError, parseIpJson, run } from './ip.ts';
-import { log } from '../log.ts';
+import { escaped, log } from '../log.ts';
 
 export type RdmaNetnsMode = 'shared' | 'exclusive';
 
@@ -17,7 +17,7 @@ export function rdmaNetnsMode(): RdmaNetnsMode {
     const mode = /netns (shared|exclusive)/.exec(run(['rdma', 'system', 'show']))?.[1];
     return mode === 'exclusive' ? 'exclusive' : 'shared';
   } catch (err) {
-    log.warn(`cannot read the RDMA netns mode, assuming shared: ${(err as Error).message}`);
+    log.warn(escaped`cannot read the RDMA netns mode, assuming shared: ${(err as Error).message}`);
     return 'shared';
   }
 }

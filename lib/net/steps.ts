@@ -4,7 +4,8 @@
 // netdev between namespaces waits ~20 ms for the kernel (RCU grace periods), time an ADD or DEL spends
 // with its IPAM. Batch texts and paths reach the script only as arguments, after batchText has
 // checked every token.
-import { log } from '../log.ts';
+import { escaped, log } from '../log.ts';
+import { timedAsync } from '../trace.ts';
 import { batchText, IpError, type IpCommand } from './ip.ts';
 
 export interface IpStep {
@@ -74,7 +75,7 @@ interface Spawned {
 
 function spawnAsync(argv: ReadonlyArray<string>, input: string): Promise<Spawned> {
   const started = Date.now();
-  return new Promise((resolve, reject) => {
+  return timedAsync(`spawn ${argv.slice(0, 4).join(' ')}`, () => new Promise((resolve, reject) => {
     const child = process.getBuiltinModule('node:child_process').spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -85,11 +86,11 @@ function spawnAsync(argv: ReadonlyArray<string>, input: string): Promise<Spawned
     });
     child.on('error', (e) => reject(new IpError(`cannot run ${argv[0]}`, e.message)));
     child.on('close', (status) => {
-      log.debug(`ran ${argv.join(' ')} (${Date.now() - started} ms, status ${status})`);
+      log.debug(escaped`ran ${argv.join(' ')} (${Date.now() - started} ms, status ${status})`);
       resolve({ status, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
     child.stdin.end(input);
-  });
+  }));
 }
 
 /** One step needs no script: ip (in nsenter for another netns) reads its batch on stdin. */

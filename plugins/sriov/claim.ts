@@ -5,7 +5,7 @@
 import { rmSync } from 'node:fs';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import type { FileLock } from '../../lib/lock.ts';
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { netnsAlive } from '../../lib/net/netns.ts';
 import { refresh, vfByIndex, vfByPciAddress, vfsOfPf, type VfDevice } from '../../lib/sysfs/vf.ts';
 import type { VfChoice } from './config.ts';
@@ -24,7 +24,7 @@ async function reclaimIfFree(vf: VfDevice): Promise<boolean> {
   if (holder !== undefined && netnsAlive(holder)) return false;
   if (holder !== undefined) {
     for (const att of allAttachments().filter((a) => a.vf.pci === vf.pci && a.netns === holder)) {
-      log.info(`VF ${vf.pci}: its pod (netns ${holder}) is gone without DEL; restoring it from ${att.containerId}/${att.ifName}'s record`);
+      log.info(escaped`VF ${vf.pci}: its pod (netns ${holder}) is gone without DEL; restoring it from ${att.containerId}/${att.ifName}'s record`);
       await giveBack(att);
       forget(att);
     }

@@ -6,7 +6,7 @@ import { asCniError, Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import { parseResult, type Result } from '../../lib/cni/result.ts';
 import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
 import { atLeast } from '../../lib/cni/version.ts';
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { assertBatchSafe } from '../../lib/net/ip.ts';
 import { netnsAlive } from '../../lib/net/netns.ts';
 import { pciOfNetdev } from '../../lib/sysfs/pci.ts';
@@ -78,7 +78,7 @@ async function release(att: Attachment): Promise<void> {
     const now = loadAttachment(att.containerId, att.ifName, att.netns);
     if (!now) return;
     if (holdsVf(now)) await giveBack(now);
-    else log.info(`VF ${now.vf.pci} is no longer held by ${now.containerId}/${now.ifName}: leaving it to its holder`);
+    else log.info(escaped`VF ${now.vf.pci} is no longer held by ${now.containerId}/${now.ifName}: leaving it to its holder`);
     forget(now);
   } finally {
     lock.release();

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Code, CniError } from '../../lib/cni/errors.ts';
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { IpError, ipBatch } from '../../lib/net/ip.ts';
 import { netnsAlive, ownNetns } from '../../lib/net/netns.ts';
 import { moveRdmaDevice } from '../../lib/net/rdma.ts';
@@ -49,7 +49,7 @@ function netdevSteps(att: Attachment): IpStep[] {
   const names = [att.temporaryName, att.ifName].filter((n): n is string => n !== undefined);
   const inPod = netnsAlive(att.netns) ? findVfLink(ipJson(LinkListSchema, ['-d', 'link', 'show'], att.netns), names, att.vf.pci) : undefined;
   if (!inPod) {
-    log.warn(`VF ${att.vf.pci}: its netdev is neither in the host nor in ${att.netns || 'a pod'} as ${names.join(' or ')}; only PF settings restored`);
+    log.warn(escaped`VF ${att.vf.pci}: its netdev is neither in the host nor in ${att.netns || 'a pod'} as ${names.join(' or ')}; only PF settings restored`);
     return [];
   }
   return [
@@ -61,11 +61,11 @@ function netdevSteps(att: Attachment): IpStep[] {
 /** Puts the VF back: RDMA device, PF settings, netdev (name, MAC, MTU, altnames, up state). */
 export async function giveBack(att: Attachment): Promise<void> {
   if (!pfPresent(att.vf.pf)) {
-    log.warn(`VF ${att.vf.pci}: its PF ${att.vf.pf} is gone; nothing left to restore`);
+    log.warn(escaped`VF ${att.vf.pci}: its PF ${att.vf.pf} is gone; nothing left to restore`);
     return;
   }
   if (att.rdma?.exclusive && netnsAlive(att.netns)) {
-    if (!moveRdmaDevice(att.rdma.device, ownNetns(), att.netns)) log.info(`RDMA device ${att.rdma.device} is not in ${att.netns}; nothing to move back`);
+    if (!moveRdmaDevice(att.rdma.device, ownNetns(), att.netns)) log.info(escaped`RDMA device ${att.rdma.device} is not in ${att.netns}; nothing to move back`);
   }
   const pfStep: IpStep = { what: `restore VF ${att.vf.index} of ${att.vf.pf}`, commands: vfCommands(att.vf.pf, att.vf.index, restoreChange(att)), bestEffort: true };
   const steps = att.dpdk ? [] : netdevSteps(att);
@@ -77,7 +77,7 @@ export async function giveBack(att: Attachment): Promise<void> {
     // A netdev gone from where we just saw it (its pod renamed or deleted it meanwhile) is not ours to
     // chase further: the PF settings were restored first, and the doctor shows the rest.
     if (err instanceof IpError && err.linkMissing) {
-      log.warn(`VF ${att.vf.pci}: ${err.message}`);
+      log.warn(escaped`VF ${att.vf.pci}: ${err.message}`);
       return;
     }
     throw err;

@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { Code, CniError } from '../../lib/cni/errors.ts';
 import { ensurePrivateDir, ioError, isTempOf, readFileIfExists, tempPathOf, writeAll } from '../../lib/fs.ts';
 import { lockFile, tryLockFile, type FileLock } from '../../lib/lock.ts';
-import { log } from '../../lib/log.ts';
+import { escaped, log } from '../../lib/log.ts';
 import { CacheSchema, decode, encode, type Attachment } from './record.ts';
 
 export type { Attachment } from './record.ts';
@@ -25,9 +25,9 @@ function parseCache(text: string, path: string, key: { containerId: string; ifNa
   try {
     const parsed = CacheSchema.safeParse(JSON.parse(text));
     if (parsed.success) return decode(parsed.data, key);
-    log.error(`ignoring ${path}: not an sriov attachment record (${parsed.error.issues[0]?.message})`);
+    log.error(escaped`ignoring ${path}: not an sriov attachment record (${parsed.error.issues[0]?.message})`);
   } catch (err) {
-    log.error(`ignoring ${path}: ${(err as Error).message}`);
+    log.error(escaped`ignoring ${path}: ${(err as Error).message}`);
   }
   return undefined;
 }

@@ -110,13 +110,13 @@ async function measure(cidr: string, leases: number, rounds: number): Promise<Ro
     const range = resolveRange({ range: cidr }, 'ipam');
     const target: PoolTarget = { name: poolName('', range.cidr), range, networkName: '', overlapping: true };
     const sharded = isSharded(range);
-    const ops = opsFor(target);
     const store = new FileStore(dir);
     const pool = filledPool(range, leases);
     await seed(store, dir, target, pool);
+    const deadline = Date.now() + 600_000;
+    const ops = await opsFor(store, target, deadline);
     // The allocator alone works on the record an ADD reads: the shard with the lowest free address.
     const shard = sharded ? { range: pool.range, allocations: Object.fromEntries(Object.entries(pool.allocations).filter(([k]) => Number(k) < 1024)) } : pool;
-    const deadline = Date.now() + 600_000;
     const row: Row = { label: cidr, leases: Object.keys(pool.allocations).length, largestKiB: 0, storeKiB: 0, allocMs: [], releaseMs: [], pureAllocMs: [], pureReleaseMs: [] };
     for (let i = 0; i < rounds; i++) {
       const who = claimant(leases + i);

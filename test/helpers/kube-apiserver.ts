@@ -23,7 +23,8 @@
 //   - every error as a Status object (kind, apiVersion v1, status Failure, message, reason, details,
 //     code), see kube-status.ts.
 // Test hooks: `inject` queues faults (a delay, a Status with any code, a dropped connection, a request
-// that never gets an answer, code run just before a request is served, to slip in a racing write);
+// that never gets an answer, code run just before a request is served, to slip in a racing write: the
+// request waits for it when it returns a promise, so it may run whole CNI verbs against this server);
 // `latencyMs` delays every answer; `log` records each request; `seed`/`object` bypass authentication.
 // NOT reproduced: watch, server-side apply, merge and strategic-merge patches (415 here), generateName,
 // managedFields, defaulting, admission webhooks, API priority and fairness, continue-token expiry (410),
@@ -67,7 +68,7 @@ export type FaultAction =
   | { status: number; message?: string }
   | { drop: true }
   | { hang: true }
-  | { before: () => void };
+  | { before: () => void | Promise<void> };
 
 export type Fault = FaultAction & { method?: string; path?: RegExp; times?: number };
 
@@ -256,7 +257,7 @@ export class KubeApiServer {
     if (fault && 'drop' in fault) return void req.socket.destroy();
     if (fault && 'hang' in fault) return;
     if (fault && 'delayMs' in fault) await new Promise((r) => setTimeout(r, fault.delayMs));
-    if (fault && 'before' in fault) fault.before();
+    if (fault && 'before' in fault) await fault.before();
     try {
       if (fault && 'status' in fault) throw S.injected(fault.status, fault.message);
       const who = this.authenticate(req);

@@ -165,7 +165,7 @@ for (const store of stores) {
         const sharded = cidr.endsWith('/21');
         const range = resolveRange({ range: cidr }, 'ipam');
         const target: PoolTarget = { name: poolName('', range.cidr), range, networkName: '', overlapping: true };
-        const give = (s: IpamStore, t: PoolTarget, w: Claimant, deadline: number) => opsFor(t).release(s, t, w, deadline);
+        const give = async (s: IpamStore, t: PoolTarget, w: Claimant, deadline: number) => (await opsFor(s, t, deadline)).release(s, t, w, deadline);
 
         it(`is retried after the pod's next sandbox took the address: the retry frees nothing (${cidr})`, async () => {
           const ipam = { type: 'whereabouts', range: cidr, ...store.fresh() };
@@ -184,7 +184,7 @@ for (const store of stores) {
         if (sharded) {
           it('is retried: the retry removes the reservation and claim the first one left behind', async () => {
             const records = await store.open(store.fresh());
-            await opsFor(target).acquire(records, target, who('c1'), soon());
+            await (await opsFor(records, target, soon())).acquire(records, target, who('c1'), soon());
             await expect(give(killedAfterPoolWrite(records), target, who('c1'), soon())).rejects.toThrow('killed');
             // A store that writes one record per commit is left with the reservation and the claim; one
             // that commits the shard, its index, the reservation and the claim together (etcd) with none.

@@ -104,7 +104,7 @@ for (const store of stores) {
     });
 
     describe('a whole-range record written before sharding (or by whereabouts)', () => {
-      it('is migrated on first use: leases kept, found by pod, and never handed out again', async () => {
+      it('stays one record, as whereabouts reads it: leases kept, found by pod, never handed out again', async () => {
         const at = store.fresh();
         const records = await store.open(at);
         const allocations = {
@@ -115,17 +115,17 @@ for (const store of stores) {
         };
         await writePool(records, '10.35.0.0-20', { range: '10.35.0.0/20', allocations }, undefined);
         const ipam = { type: 'whereabouts', range: '10.35.0.0/20', range_start: '10.35.4.0', ...at };
-        // The existing lease of the pod, found through the claim the migration wrote.
+        // The existing lease of the pod, found in the one record; a new pod's lease goes there too.
         expect(await addresses(ipam, { containerId: 'y3', pod: 'ns/three' })).toEqual(['10.35.4.0/20']);
         expect(await addresses(ipam, { containerId: 'new', pod: 'ns/new' })).toEqual(['10.35.4.1/20']);
-        expect(Object.keys((await readPool(records, '10.35.0.0-20'))!.value.allocations)).toEqual(['1', '2']);
-        expect((await readPool(records, '10.35.0.0-20-s2'))!.value.allocations['2050']).toMatchObject({ id: 'x4' });
+        expect(Object.keys((await readPool(records, '10.35.0.0-20'))!.value.allocations)).toEqual(['1', '2', '1024', '1025', '2050']);
+        expect(await poolNames(records)).toEqual(['10.35.0.0-20']); // no shard, no index
         // The pool's whole range: what etcd's `--config` counts leases in (range_start would leave out .1 and .2).
         const whole = { type: 'whereabouts', range: '10.35.0.0/20', ...at };
         const ls = JSON.parse(await cli(['ls', '--json', ...store.cliArgs(whole)])) as { pools: unknown; reservations: number };
         expect(ls.pools).toMatchObject([{ name: '10.35.0.0-20', used: 5 }]);
         await del(ipam, { containerId: 'x4', pod: 'ns/four' });
-        expect((await readPool(records, '10.35.0.0-20-s2'))!.value.allocations).toEqual({});
+        expect((await readPool(records, '10.35.0.0-20'))!.value.allocations['2050']).toBeUndefined();
         expect(await addresses(whole, { containerId: 'low', pod: 'ns/low' })).toEqual(['10.35.0.3/20']);
       });
     });

@@ -1,6 +1,6 @@
 // A StatefulSet pod deleted and re-created under its name (same namespace/name, a new UID) gets its
 // address back, but only once the API has no pod of the old UID: while the old pod may still run (a
-// force-deleted pod on a lost node still shows in the API until its node answers), the new pod gets
+// pod being deleted on a node that does not answer still shows in the API, terminating), the new pod gets
 // another address. On the Kubernetes store, and on the file store with a kubeconfig to ask the API;
 // one-record pools and pools in shards. Without a kubeconfig nothing is taken over.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,7 +56,7 @@ describe.each(Object.entries(stores))('a StatefulSet pod re-created under its na
       try {
         const old = pod(name);
         expect(await add(ipam, name, old, 'c1')).toBe(mine);
-        // Force-deleted from a lost node, the old pod still shows in the API: it may still run.
+        // The old pod still shows in the API (terminating on a node that does not answer): it may still run.
         const other = await add(ipam, name, 'uid-of-the-successor', 'c2');
         expect(other).not.toBe(mine);
       } finally {

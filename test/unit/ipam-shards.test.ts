@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { lowestFree } from '../../ipam/alloc/allocator.ts';
 import { resolveRange } from '../../ipam/alloc/ranges.ts';
 import {
-  byShard, claimName, clip, emptyIndex, fingerprint, indexName, isClaimName, isSharded, lowerHints, nextShard, raiseHint, roleOf, shardName, startShard,
+  byShard, claimName, clip, emptyIndex, fingerprint, indexName, isClaimName, isSharded, lowerHints, nextShard, raiseHint, roleOf, scanOrder, shardName, startShard,
 } from '../../ipam/alloc/shards.ts';
 
 describe('shard layout', () => {
@@ -50,5 +50,31 @@ describe('shard layout', () => {
     expect([startShard(index, whole), startShard(index, upper)]).toEqual([40n, 50n]);
     index = lowerHints(index, 45n);
     expect([startShard(index, whole), startShard(index, upper)]).toEqual([40n, 45n]);
+  });
+});
+
+describe('scanOrder', () => {
+  const range = resolveRange({ range: '10.0.0.0/16' }, 'ipam');
+  const all = (first: bigint, spread: boolean) => [...scanOrder(range, first, spread)];
+
+  it('reads every shard from the first with room once, lowest first when uncontended', () => {
+    expect(all(3n, false)).toEqual(Array.from({ length: 61 }, (_, i) => BigInt(i + 3)));
+  });
+
+  it('after a lost race starts at one of the next 16 shards and still reads every shard once', () => {
+    const starts = new Set<bigint>();
+    for (let i = 0; i < 200; i++) {
+      const order = all(3n, true);
+      expect([...order].sort((a, b) => (a < b ? -1 : 1))).toEqual(all(3n, false));
+      expect(order[0]! - 3n).toBeLessThan(16n);
+      starts.add(order[0]!);
+    }
+    expect(starts.size).toBeGreaterThan(8); // spread over many records, not one
+  });
+
+  it('spreads only over the shards there are, and yields none past the end', () => {
+    const small = resolveRange({ range: '10.0.0.0/21' }, 'ipam');
+    for (let i = 0; i < 50; i++) expect([...scanOrder(small, 1n, true)].sort()).toEqual([1n]);
+    expect([...scanOrder(range, undefined, true)]).toEqual([]);
   });
 });
