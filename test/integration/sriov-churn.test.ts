@@ -60,10 +60,12 @@ async function run(r: SriovRig, command: string, id: string, netns: string, conf
 
 const stats = { adds: 0, addOk: 0, busy: 0, killed: 0, died: 0, delRetries: 0 };
 const unexpected: string[] = [];
+/** Set when a worker fails: the others stop at their next cycle, so none outlives the test's cleanup. */
+let stop = false;
 
 async function worker(w: number): Promise<void> {
   const config = configOf(w);
-  for (let c = 0; c < CYCLES / WORKERS; c++) {
+  for (let c = 0; c < CYCLES / WORKERS && !stop; c++) {
     const id = `w${w}c${c}`;
     const netns = rig.pod(id);
     const kill = Math.random() < 0.3 ? Math.random() * 400 : undefined;
@@ -91,7 +93,11 @@ async function worker(w: number): Promise<void> {
 
 describe('churn', () => {
   it(`${CYCLES} ADD/DEL cycles over ${rig.vfs.length} VFs with kill -9 at random moments leave every VF as it was`, { timeout: 600_000 }, async () => {
-    await Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
+    const workers = await Promise.allSettled(Array.from({ length: WORKERS }, (_, w) => worker(w).catch((err: unknown) => {
+      stop = true;
+      throw err;
+    })));
+    for (const outcome of workers) if (outcome.status === 'rejected') throw outcome.reason;
     console.log(`churn: ${JSON.stringify(stats)}`);
     expect(unexpected).toEqual([]);
     expect(stats.addOk).toBeGreaterThan(CYCLES / 3);
