@@ -49,6 +49,12 @@ export interface DurableWrite {
   mode?: number;
   /** 'replace' (rename over) or 'create' (only if absent; false when it exists). */
   publish?: 'replace' | 'create';
+  /**
+   * Also fsync the directory, so that the new name itself survives a crash (default true). Without it
+   * the file is still never torn (its data is synced before it is published), but after a crash the
+   * old version may be back.
+   */
+  syncDir?: boolean;
 }
 
 /**
@@ -78,7 +84,7 @@ export function writeFileDurably(path: string, data: string | Buffer, options: D
     } else {
       renameSync(temp, path);
     }
-    if (published) fsyncDir(dirname(path));
+    if (published && options.syncDir !== false) fsyncDir(dirname(path));
   } catch (err) {
     throw ioError('write', path, err);
   } finally {

@@ -33,6 +33,11 @@ if (PLUGIN_NAMES.includes(name) && process.env.CNI_COMMAND === 'VERSION') {
 } else {
   void import('./dispatch.ts').then(async ({ dispatch }) => {
     mark('modules loaded');
-    process.exitCode = await dispatch(name);
+    const code = await dispatch(name);
+    // A CNI call is over once its answer is written (stdout to a pipe or file is synchronous here):
+    // exit now rather than wait for kept-alive sockets and timers to wind down. The operator's
+    // commands (some run until signalled) end as they choose.
+    if (process.env.CNI_COMMAND) process.exit(code);
+    process.exitCode = code;
   });
 }

@@ -4,7 +4,7 @@
 import * as z from 'zod/mini';
 import { Code, CniError, showValue } from '../cni/errors.ts';
 import { escaped, log } from '../log.ts';
-import { timed } from '../trace.ts';
+import { timed, timedAsync } from '../trace.ts';
 
 /** A failed iproute2 (or nsenter) run: what ran, and what it said on stderr. */
 export class IpError extends CniError {
@@ -21,20 +21,17 @@ export class IpError extends CniError {
   }
 }
 
-let spawnCount = 0;
-/** How many processes this invocation has started: the benchmark and the tests keep it small. */
-export const spawns = (): number => spawnCount;
-
 export interface RunOptions {
   /** Run inside this network namespace (a path). Omit for our own namespace. */
   netns?: string;
   input?: string;
 }
 
+const commandOf = (argv: ReadonlyArray<string>, options: RunOptions): string[] => (options.netns ? ['nsenter', `--net=${options.netns}`, '--', ...argv] : [...argv]);
+
 /** Runs argv (ip, or sh for a scripted visit) in the namespace; returns stdout or throws IpError. */
 export function run(argv: ReadonlyArray<string>, options: RunOptions = {}): string {
-  const full = options.netns ? ['nsenter', `--net=${options.netns}`, '--', ...argv] : [...argv];
-  spawnCount++;
+  const full = commandOf(argv, options);
   const started = Date.now();
   // Loaded on first use: node:child_process (with node:net under it) costs ~7 ms to load, which an
   // invocation that never spawns (our IPAM exec'd by another plugin) should not pay.
@@ -43,6 +40,32 @@ export function run(argv: ReadonlyArray<string>, options: RunOptions = {}): stri
   if (out.error) throw new IpError(`cannot run ${full[0]}`, out.error.message);
   if (out.status !== 0) throw new IpError(describe(argv, options, out.stderr), out.stderr || out.stdout, out.status);
   return out.stdout;
+}
+
+/**
+ * As run(), without waiting: the process works while this one goes on (the kernel tearing a link down
+ * while the IPAM releases its lease). Resolves with stdout, rejects with IpError.
+ */
+export function runAsync(argv: ReadonlyArray<string>, options: RunOptions = {}): Promise<string> {
+  const full = commandOf(argv, options);
+  const at = Date.now();
+  return timedAsync(`spawn ${full.slice(0, 4).join(' ')}`, () => new Promise<string>((resolve, reject) => {
+    const child = process.getBuiltinModule('node:child_process').spawn(full[0]!, full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.stdin.on('error', () => undefined); // a command that exits without reading its input
+    child.on('error', (error) => reject(new IpError(`cannot run ${full[0]}`, error.message)));
+    child.on('close', (status) => {
+      const stdout = Buffer.concat(out).toString('utf8');
+      const stderr = Buffer.concat(err).toString('utf8');
+      log.debug(escaped`ran ${full.join(' ')} (${Date.now() - at} ms, status ${status})`);
+      if (status === 0) resolve(stdout);
+      else reject(new IpError(describe(argv, options, stderr), stderr || stdout, status));
+    });
+    child.stdin.end(options.input ?? '');
+  }));
 }
 
 /** Names the command that failed; for a batch, the failing line ("Command failed -:N"), not "-batch". */
@@ -97,7 +120,7 @@ export function batchText(commands: ReadonlyArray<IpCommand>): string {
 }
 
 /** Applies several changes with one spawn; stops at the first failing line, as `ip -batch` does. */
-export function ipBatch(commands: ReadonlyArray<IpCommand>, netns?: string): void {
+export async function ipBatch(commands: ReadonlyArray<IpCommand>, netns?: string): Promise<void> {
   if (commands.length === 0) return;
-  run(['ip', '-batch', '-'], { netns, input: batchText(commands) });
+  await runAsync(['ip', '-batch', '-'], { netns, input: batchText(commands) });
 }

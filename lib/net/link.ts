@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
 import { GARP_SCRIPT, garpAddresses, notifySysctls } from './announce.ts';
-import { batchText, IpError, ipJson, parseIpJson, run, type IpCommand } from './ip.ts';
+import { batchText, IpError, ipJson, parseIpJson, run, runAsync, type IpCommand } from './ip.ts';
 import { LinkListSchema, RouteListSchema, type Link, type RouteEntry } from './schemas.ts';
 
 /** The link called `name` (with -d details and addresses), or undefined when there is none. */
@@ -27,8 +27,26 @@ export function defaultRouteInterface(netns?: string): string | undefined {
   return undefined;
 }
 
-export function listRoutes(netns?: string): RouteEntry[] {
-  return [...ipJson(RouteListSchema, ['-4', 'route', 'show', 'table', 'all'], netns), ...ipJson(RouteListSchema, ['-6', 'route', 'show', 'table', 'all'], netns)];
+/** The link `name` (or undefined) and every route, of both families, in one visit: what CHECK compares. */
+export async function readInterfaceAndRoutes(name: string, netns?: string): Promise<{ link: Link | undefined; routes: RouteEntry[] }> {
+  // Three JSON documents, one per line; a missing link prints an empty list (its error is thrown away).
+  const script = 'ip -j -d addr show dev "$1" 2>/dev/null || echo "[]"; echo; ip -j -4 route show table all; echo; ip -j -6 route show table all';
+  const out = (await runAsync(['sh', '-c', script, 'sh', name], { netns })).split('\n').filter((line) => line.trim() !== '');
+  const [links = '[]', v4 = '[]', v6 = '[]'] = out;
+  return {
+    link: parseIpJson(LinkListSchema, links, ['addr', 'show', 'dev', name])[0],
+    routes: [...parseIpJson(RouteListSchema, v4, ['-4', 'route', 'show']), ...parseIpJson(RouteListSchema, v6, ['-6', 'route', 'show'])],
+  };
+}
+
+/** findLink without waiting: the lookup runs while other work goes on. */
+export async function findLinkAsync(name: string, netns?: string): Promise<Link | undefined> {
+  try {
+    return parseIpJson(LinkListSchema, (await runAsync(['ip', '-j', '-d', 'addr', 'show', 'dev', name], { netns })).trim() || '[]', ['addr', 'show', 'dev', name])[0];
+  } catch (err) {
+    if (err instanceof IpError && err.linkMissing) return undefined;
+    throw err;
+  }
 }
 
 /**
@@ -48,11 +66,12 @@ const DAD_FAILED = 4;
  * remove a link some other attachment owns under the same name (the pod's eth0, another net1), and a
  * vanished link or namespace is not an error. The name reaches the script only as an argument.
  */
-export function deleteLinkOfKind(name: string, kind: string, netns?: string): boolean {
+export async function deleteLinkOfKind(name: string, kind: string, netns?: string): Promise<boolean> {
   if (netns && netnsGone(netns)) return false;
-  const script = `ip -d -o link show dev "$1" 2>/dev/null | grep -q " $2 " || exit ${NOT_OF_KIND}\nexec ip link del dev "$1"`;
+  // One shell, no grep: the link's details are matched by the shell itself.
+  const script = `details=$(ip -d -o link show dev "$1" 2>/dev/null) || exit ${NOT_OF_KIND}\ncase "$details" in *" $2 "*) exec ip link del dev "$1";; esac\nexit ${NOT_OF_KIND}`;
   try {
-    run(['sh', '-c', script, 'sh', name, kind], { netns });
+    await runAsync(['sh', '-c', script, 'sh', name, kind], { netns });
     return true;
   } catch (err) {
     if (err instanceof IpError && (err.status === NOT_OF_KIND || err.linkMissing || /No such file|Invalid argument.*netns|reassociate/i.test(err.stderr))) return false;
@@ -128,6 +147,6 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
 }
 
 /** Undoes a half-made pod interface: the temporary name if the rename never happened, else ifName. */
-export function removePodInterface(plan: Pick<PodInterfacePlan, 'netns' | 'temporaryName' | 'ifName'>, kind: string): void {
-  if (!deleteLinkOfKind(plan.temporaryName, kind, plan.netns)) deleteLinkOfKind(plan.ifName, kind, plan.netns);
+export async function removePodInterface(plan: Pick<PodInterfacePlan, 'netns' | 'temporaryName' | 'ifName'>, kind: string): Promise<void> {
+  if (!(await deleteLinkOfKind(plan.temporaryName, kind, plan.netns))) await deleteLinkOfKind(plan.ifName, kind, plan.netns);
 }

@@ -4,9 +4,7 @@
 // netdev between namespaces waits ~20 ms for the kernel (RCU grace periods), time an ADD or DEL spends
 // with its IPAM. Batch texts and paths reach the script only as arguments, after batchText has
 // checked every token.
-import { escaped, log } from '../log.ts';
-import { timedAsync } from '../trace.ts';
-import { batchText, IpError, type IpCommand } from './ip.ts';
+import { batchText, IpError, runAsync, type IpCommand, type RunOptions } from './ip.ts';
 
 export interface IpStep {
   /** What the step does, for error messages ("restore VF 2 on ens1f0"). */
@@ -73,31 +71,20 @@ interface Spawned {
   stderr: string;
 }
 
-function spawnAsync(argv: ReadonlyArray<string>, input: string): Promise<Spawned> {
-  const started = Date.now();
-  return timedAsync(`spawn ${argv.slice(0, 4).join(' ')}`, () => new Promise((resolve, reject) => {
-    const child = process.getBuiltinModule('node:child_process').spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.stdin.on('error', () => {
-      // An early exit closes stdin; its status says why.
-    });
-    child.on('error', (e) => reject(new IpError(`cannot run ${argv[0]}`, e.message)));
-    child.on('close', (status) => {
-      log.debug(escaped`ran ${argv.join(' ')} (${Date.now() - started} ms, status ${status})`);
-      resolve({ status, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-    child.stdin.end(input);
-  }));
+/** lib/net/ip.ts's runAsync, with a failure's status and stderr as an outcome to read, not an error. */
+async function spawned(argv: ReadonlyArray<string>, options: RunOptions): Promise<Spawned> {
+  try {
+    return { status: 0, stdout: await runAsync(argv, options), stderr: '' };
+  } catch (err) {
+    if (err instanceof IpError && err.status !== null) return { status: err.status, stdout: '', stderr: err.stderr };
+    throw err;
+  }
 }
 
 /** One step needs no script: ip (in nsenter for another netns) reads its batch on stdin. */
 async function runOne(step: Step): Promise<StepsOutcome> {
   const flags = step.bestEffort ? ['-force'] : step.reads ? ['-j'] : [];
-  const ip = ['ip', ...flags, '-batch', '-'];
-  const { status, stdout, stderr } = await spawnAsync(step.netns ? ['nsenter', `--net=${step.netns}`, '--', ...ip] : ip, batchText(step.commands));
+  const { status, stdout, stderr } = await spawned(['ip', ...flags, '-batch', '-'], { netns: step.netns, input: batchText(step.commands) });
   if (status === 0) return { refused: [], read: step.reads ? stdout : '' };
   if (step.bestEffort && status === 1) return { refused: [`${failedStep(step, stderr)}: ${said(stderr)}`], read: '' };
   throw new IpError(failedStep(step, stderr), stderr, status);
@@ -113,7 +100,7 @@ export async function runIpSteps(steps: ReadonlyArray<IpStep>, read?: { command:
   if (active.length === 0) return { refused: [], read: '' };
   if (active.length === 1) return runOne(active[0]!);
   const args = active.flatMap((step) => [step.netns ?? '', batchText(step.commands), step.bestEffort ? 'soft' : step.reads ? 'read' : '']);
-  const { status, stdout, stderr } = await spawnAsync(['sh', '-c', SCRIPT, 'sh', String(active.length), ...args], '');
+  const { status, stdout, stderr } = await spawned(['sh', '-c', SCRIPT, 'sh', String(active.length), ...args], {});
   if (status !== 0) {
     const last = [...stderr.matchAll(/^@step (\d+)$/gm)].map((m) => Number(m[1])).at(-1);
     const tail = stderr.split(/^@step \d+$/m).at(-1) ?? '';

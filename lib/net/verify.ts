@@ -1,9 +1,9 @@
 // CHECK's common part: are the addresses and routes ADD reported still on the pod's interface? Each
-// plugin checks its own kind of link first, then this.
+// plugin checks its own kind of link first, then this, on what one visit into the pod read
+// (lib/net/link.ts readInterfaceAndRoutes).
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type Result } from '../cni/result.ts';
-import { listRoutes } from './link.ts';
-import type { Link } from './schemas.ts';
+import type { Link, RouteEntry } from './schemas.ts';
 
 const fail = (msg: string): never => {
   throw new CniError(Code.Internal, msg);
@@ -20,15 +20,13 @@ function canonical(cidr: string): string {
   return prefix === undefined ? text : `${text}/${prefix}`;
 }
 
-/** Every address of `prev` for interface `index` is on `link`, and every route of `prev` is in `netns`. */
-export function checkAddressesAndRoutes(link: Link, prev: Result, index: number, netns: string): void {
+/** Every address of `prev` for interface `index` is on `link`, and every route of `prev` is among `routes` (of `netns`). */
+export function checkAddressesAndRoutes(link: Link, prev: Result, index: number, routes: ReadonlyArray<RouteEntry>, netns: string): void {
   const present = new Set((link.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
   for (const ip of prev.ips ?? []) {
     if (ip.interface !== undefined && ip.interface !== index) continue;
     if (!present.has(canonical(ip.address))) fail(`interface ${link.ifname} lacks address ${ip.address}`);
   }
-  if ((prev.routes ?? []).length === 0) return;
-  const routes = listRoutes(netns);
   for (const route of prev.routes ?? []) {
     const family = familyOf(route.dst);
     const found = routes.some(

@@ -6,13 +6,13 @@ import { parseResult, type Result } from '../../lib/cni/result.ts';
 import { atLeast } from '../../lib/cni/version.ts';
 import type { Invocation, Plugin } from '../../lib/cni/skel.ts';
 import { assertBatchSafe, IpError, ipBatch } from '../../lib/net/ip.ts';
-import { configurePodInterface, deleteLinkOfKind, findLink, netnsGone, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
+import { configurePodInterface, deleteLinkOfKind, findLink, findLinkAsync, netnsGone, readInterfaceAndRoutes, removePodInterface, temporaryLinkName } from '../../lib/net/link.ts';
 import { Undo } from '../../lib/undo.ts';
 import { loadConf, parseFields, type MacvlanConf } from './config.ts';
 import { checkInterface } from './check.ts';
 
 /** Creates the macvlan straight into the pod namespace under a temporary name. */
-function createMacvlan(conf: MacvlanConf, netns: string, temporaryName: string): void {
+async function createMacvlan(conf: MacvlanConf, netns: string, temporaryName: string): Promise<void> {
   const command: Array<string | number> = ['link', 'add', 'link', conf.master, 'name', temporaryName];
   if (!conf.linkInContainer) command.push('netns', netns);
   if (conf.mac) command.push('address', conf.mac);
@@ -20,7 +20,7 @@ function createMacvlan(conf: MacvlanConf, netns: string, temporaryName: string):
   command.push('type', 'macvlan', 'mode', conf.mode);
   if (conf.bcqueuelen !== undefined) command.push('bcqueuelen', conf.bcqueuelen);
   try {
-    ipBatch([command], conf.linkInContainer ? netns : undefined);
+    await ipBatch([command], conf.linkInContainer ? netns : undefined);
   } catch (err) {
     if (err instanceof CniError && !(err instanceof IpError)) throw err;
     if (err instanceof IpError && /Cannot find device/.test(err.stderr) && err.stderr.includes(conf.master)) {
@@ -44,15 +44,24 @@ async function add(inv: Invocation): Promise<Result> {
   const temporaryName = temporaryLinkName();
   const undo = new Undo();
   return undo.guard(async () => {
-    createMacvlan(conf, netns, temporaryName);
-    undo.push(`the macvlan in ${netns}`, () => removePodInterface({ netns, temporaryName, ifName }, 'macvlan'));
-
+    // The kernel makes the link while the IPAM takes the lease: neither waits for the other.
+    const creating = createMacvlan(conf, netns, temporaryName).then(() => undefined, (err: unknown) => asCniError(err));
     let ipam: Result = {};
+    let ipamError: CniError | undefined;
     if (wantsIpam(inv)) {
-      ipam = (await delegateIpam('ADD', inv)) ?? {};
-      undo.push('the IPAM lease', () => delegateIpam('DEL', inv));
-      if (!ipam.ips?.length) throw new CniError(Code.Internal, `IPAM plugin ${inv.conf.ipam?.type} returned missing IP config`);
+      try {
+        ipam = (await delegateIpam('ADD', inv)) ?? {};
+        undo.push('the IPAM lease', () => delegateIpam('DEL', inv));
+      } catch (err) {
+        ipamError = asCniError(err);
+      }
     }
+    const linkError = await creating;
+    if (!linkError) undo.push(`the macvlan in ${netns}`, () => removePodInterface({ netns, temporaryName, ifName }, 'macvlan'));
+    // A bad master is the config's fault and said first; either way the other half is undone.
+    const failed = linkError ?? ipamError;
+    if (failed) throw failed;
+    if (wantsIpam(inv) && !ipam.ips?.length) throw new CniError(Code.Internal, `IPAM plugin ${inv.conf.ipam?.type} returned missing IP config`);
     const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: ourIndex }));
     const link = configurePodInterface({
       netns,
@@ -76,18 +85,28 @@ async function add(inv: Invocation): Promise<Result> {
 // still be deletable, or the pod is stuck Terminating while the kubelet retries forever.
 async function del(inv: Invocation): Promise<void> {
   const { netns, ifName } = inv.env;
+  // The kernel's link teardown (the slow part of a DEL) runs while the IPAM releases the lease.
+  const deleting = netns && !netnsGone(netns) ? deleteLinkOfKind(ifName, 'macvlan', netns) : Promise.resolve(false);
   let ipamError: unknown;
   if (wantsIpam(inv)) await delegateIpam('DEL', inv).catch((err: unknown) => void (ipamError = err));
-  if (netns && !netnsGone(netns)) deleteLinkOfKind(ifName, 'macvlan', netns);
+  await deleting;
   if (ipamError !== undefined) throw asCniError(ipamError);
 }
 
 async function check(inv: Invocation): Promise<void> {
-  const conf = loadConf(inv, { requireMaster: true });
+  const conf = loadConf(inv, { requireMaster: false });
   if (inv.conf.prevResult === undefined) throw new CniError(Code.InvalidConfig, 'invalid network config: prevResult = missing: CHECK requires it');
   const prev = parseResult(inv.conf.prevResult, inv.cniVersion, 'prevResult');
+  // The master, the pod's interface and routes are read while the IPAM checks its lease.
+  const masterNetns = conf.linkInContainer ? inv.env.netns : undefined;
+  const master = findLinkAsync(conf.master, masterNetns).then((link) => link, (err: unknown) => asCniError(err));
+  const seen = readInterfaceAndRoutes(inv.env.ifName, inv.env.netns).then((found) => found, (err: unknown) => asCniError(err));
   if (wantsIpam(inv)) await delegateIpam('CHECK', inv);
-  checkInterface(conf, inv.env, prev);
+  const [masterLink, pod] = [await master, await seen];
+  if (masterLink instanceof CniError) throw masterLink;
+  if (!masterLink) throw new CniError(Code.InvalidConfig, `invalid network config: master = ${showValue(conf.master)}: no such link${masterNetns ? ` in ${masterNetns}` : ''}`);
+  if (pod instanceof CniError) throw pod;
+  checkInterface(conf, inv.env, prev, pod);
 }
 
 async function status(inv: Invocation): Promise<void> {

@@ -79,7 +79,7 @@ export async function handOver({ att, stale }: Recorded): Promise<void> {
  * driver only what the result reports (the addresses are the application's to configure). Returns the
  * result's interface.
  */
-export function finishInPod({ att, pfMtu }: Recorded, mac: string | undefined, ips: IpConfig[], routes: Route[]): Interface {
+export async function finishInPod({ att, pfMtu }: Recorded, mac: string | undefined, ips: IpConfig[], routes: Route[]): Promise<Interface> {
   const iface: Interface = { name: att.ifName };
   if (att.dpdk) {
     const admin = /^(00:){5}00$/.test(att.original.settings.mac) ? undefined : att.original.settings.mac;
@@ -87,7 +87,7 @@ export function finishInPod({ att, pfMtu }: Recorded, mac: string | undefined, i
     iface.mtu = pfMtu;
   } else {
     const temporaryName = att.temporaryName!;
-    const link = settlePodInterface(att, mac, configurePodInterface({
+    const link = await settlePodInterface(att, mac, configurePodInterface({
       netns: att.netns, temporaryName, ifName: att.ifName, ips, routes, announce: true,
       prepare: mac ? [['link', 'set', 'dev', temporaryName, 'address', mac]] : [],
     }));

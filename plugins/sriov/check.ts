@@ -4,7 +4,7 @@
 import type { CmdArgs } from '../../lib/cni/env.ts';
 import { Code, CniError } from '../../lib/cni/errors.ts';
 import type { Result } from '../../lib/cni/result.ts';
-import { findLink } from '../../lib/net/link.ts';
+import { readInterfaceAndRoutes } from '../../lib/net/link.ts';
 import { rdmaDevicesIn } from '../../lib/net/rdma.ts';
 import { checkAddressesAndRoutes } from '../../lib/net/verify.ts';
 import { readPfAndLinks, vfDifferences, vfSettings } from '../../lib/net/vf.ts';
@@ -15,7 +15,7 @@ const fail = (msg: string): never => {
   throw new CniError(Code.Internal, msg);
 };
 
-export function checkAttachment(att: Attachment, env: CmdArgs, prev: Result): void {
+export async function checkAttachment(att: Attachment, env: CmdArgs, prev: Result): Promise<void> {
   const index = (prev.interfaces ?? []).findIndex((iface) => iface.name === env.ifName && iface.sandbox === env.netns);
   if (index < 0) fail(`prevResult has no interface ${env.ifName} in sandbox ${env.netns}`);
   const expected = prev.interfaces![index]!;
@@ -28,14 +28,15 @@ export function checkAttachment(att: Attachment, env: CmdArgs, prev: Result): vo
 
   const inHost = netdevsOf(att.vf.pci)[0];
   if (inHost !== undefined) fail(`the netdev of VF ${att.vf.pci} is in the host as ${inHost}, not in the pod`);
-  const link = findLink(env.ifName, env.netns) ?? fail(`interface ${env.ifName} not found in ${env.netns}`);
+  const seen = await readInterfaceAndRoutes(env.ifName, env.netns);
+  const link = seen.link ?? fail(`interface ${env.ifName} not found in ${env.netns}`);
   const parent = (link as { parentdev?: unknown }).parentdev;
   if (typeof parent === 'string' && parent !== att.vf.pci) fail(`interface ${env.ifName} is PCI device ${parent}, not VF ${att.vf.pci}`);
   if (expected.mac && link.address?.toLowerCase() !== expected.mac.toLowerCase()) {
     fail(`interface ${env.ifName} has MAC ${link.address}, not ${expected.mac} as ADD reported`);
   }
   if (expected.mtu !== undefined && link.mtu !== expected.mtu) fail(`interface ${env.ifName} has MTU ${link.mtu}, not ${expected.mtu} as ADD reported`);
-  checkAddressesAndRoutes(link, prev, index, env.netns);
+  checkAddressesAndRoutes(link, prev, index, seen.routes, env.netns);
   if (att.rdma?.exclusive && !rdmaDevicesIn(env.netns).includes(att.rdma.device)) {
     fail(`RDMA device ${att.rdma.device} of VF ${att.vf.pci} is not in ${env.netns}`);
   }

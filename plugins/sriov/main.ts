@@ -53,7 +53,7 @@ async function add(inv: Invocation): Promise<Result> {
       }
       await handing;
       const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: ourIndex }));
-      const iface = finishInPod(recorded, req.mac, ips, ipam.routes ?? []);
+      const iface = await finishInPod(recorded, req.mac, ips, ipam.routes ?? []);
       // mtu and pciID are 1.1 fields: an older result must not carry them.
       if (atLeast(inv.cniVersion, '1.1.0')) iface.pciID = vf.pci;
       else delete iface.mtu;
@@ -103,7 +103,7 @@ async function check(inv: Invocation): Promise<void> {
   const att = loadAttachment(inv.env.containerId, inv.env.ifName, inv.env.netns);
   if (!att) throw new CniError(Code.Internal, `no record of an sriov ADD for ${inv.env.containerId}/${inv.env.ifName}`);
   if (wantsIpam(inv)) await delegateIpam('CHECK', inv);
-  checkAttachment(att, inv.env, prev);
+  await checkAttachment(att, inv.env, prev);
 }
 
 // STATUS: not available (50) when the PF the config names is not on this node, or the VF it names is

@@ -17,16 +17,16 @@ const sleep = (ms: number): void => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 };
 
-export function settlePodInterface(att: Attachment, mac: string | undefined, configured: Link): Link {
+export async function settlePodInterface(att: Attachment, mac: string | undefined, configured: Link): Promise<Link> {
   const { netns, ifName } = att;
   let link = configured;
   for (let tries = 1; mac !== undefined && link.address?.toLowerCase() !== mac; tries++) {
     if (tries > MAC_TRIES) throw new CniError(Code.Internal, `${ifName} in ${netns} keeps MAC ${link.address} after ${MAC_TRIES} attempts to set ${mac}`);
     sleep(MAC_RETRY_MS);
-    ipBatch([['link', 'set', 'dev', ifName, 'address', mac]], netns);
+    await ipBatch([['link', 'set', 'dev', ifName, 'address', mac]], netns);
     link = findLink(ifName, netns) ?? link;
   }
   const stale = altnameCommands(ifName, altnamesOf(link), []);
-  if (stale.length > 0) ipBatch(stale, netns);
+  if (stale.length > 0) await ipBatch(stale, netns);
   return link;
 }

@@ -82,15 +82,15 @@ export async function giveBack(att: Attachment): Promise<void> {
     }
     throw err;
   }
-  if (movesNetdev) fixAltnames(att, outcome.read);
+  if (movesNetdev) await fixAltnames(att, outcome.read);
   if (outcome.refused.length > 0) {
     throw new CniError(Code.Internal, `VF ${att.vf.pci} is not fully restored: ${outcome.refused.join('; ')}`);
   }
 }
 
-function fixAltnames(att: Attachment, read: string): void {
+async function fixAltnames(att: Attachment, read: string): Promise<void> {
   const link = parseIpJson(LinkListSchema, read.trim() || '[]', ['link', 'show', 'dev', att.original.hostName])[0];
   if (!link) return;
   const commands = altnameCommands(link.ifname, altnamesOf(link), att.original.altnames);
-  if (commands.length > 0) ipBatch(commands);
+  if (commands.length > 0) await ipBatch(commands);
 }
