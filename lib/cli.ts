@@ -11,7 +11,7 @@ This one executable is every plugin. A container runtime (containerd, podman, or
 Kubernetes) runs it through links named after the plugin type, found in /opt/cni/bin:
 
   macvlan, underlay-macvlan    a macvlan link on a host interface (the reference plugin's config)
-  sriov, underlay-sriov        an SR-IOV virtual function (sriov-cni's config; not in this build yet)
+  sriov, underlay-sriov        an SR-IOV virtual function (sriov-cni's config, or a PF in "master")
   whereabouts, underlay-ipam   cluster-wide IP addresses (whereabouts' config; file store by default)
 
 You do not normally run those by hand: the runtime calls them with CNI_COMMAND and a JSON config on
@@ -20,6 +20,8 @@ stdin. Run as "underlay", it helps you look at what the plugins did:
   underlay ipam ls [--json] [--dir DIR]      list address pools with used and free counts
   underlay ipam show POOL [--json] [--dir DIR]
                                              list the leases of one pool: address, pod, container
+  underlay doctor [--json] [--state-dir DIR] each SR-IOV PF and VF of this node, the pod holding each VF,
+                                             and VFs left dirty or lost (exits 1 if any)
   underlay reconcile [--dry-run] [--json] [--kubeconfig FILE] [--pool-namespace NS]
                                              free the addresses of pods that no longer exist
                                              (what the reconciler CronJob runs; pods and pools
@@ -52,6 +54,8 @@ export async function runCli(argv: ReadonlyArray<string>): Promise<number> {
       return 0;
     case 'ipam':
       return runIpamCli([...rest]);
+    case 'doctor':
+      return (await import('../plugins/sriov/doctor.ts')).runDoctor(rest);
     case 'reconcile':
       return (await import('../ipam/gc/reconcile-cli.ts')).runReconcileCli(rest);
     case 'install':

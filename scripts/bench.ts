@@ -1,8 +1,9 @@
-// npm run bench -- [startup|ipam|macvlan|kubernetes|all] [args]: benchmarks printed side by side, as ratios.
+// npm run bench -- [startup|ipam|macvlan|sriov|kubernetes|all] [args]: benchmarks printed side by side, as ratios.
 const benches: Record<string, () => Promise<{ main(args: ReadonlyArray<string>): unknown }>> = {
   startup: () => import('./bench/startup.ts'),
   ipam: () => import('./bench/ipam.ts'),
   macvlan: () => import('./bench/macvlan.ts'),
+  sriov: () => import('./bench/sriov.ts'),
   kubernetes: () => import('./bench/kubernetes.ts'),
 };
 

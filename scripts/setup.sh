@@ -18,8 +18,9 @@ want_packages() {
 
 [ "$(id -u)" = 0 ] || { echo "setup: run me as root (network namespaces need it)" >&2; exit 1; }
 
-# iproute2 and nsenter are the plugins' netlink; ping proves the pods can talk; jq reads results.
-base=(iproute2 util-linux procps iputils-ping jq ca-certificates)
+# iproute2 and nsenter are the plugins' netlink; ping proves the pods can talk; arping lets sriov announce a
+# pod's addresses on its VF; jq reads results.
+base=(iproute2 util-linux procps iputils-ping iputils-arping jq ca-certificates)
 # The tests also use Debian's reference CNI plugins as peers and podman as a real runtime.
 full=(containernetworking-plugins podman runc busybox-static etcd-server etcd-client)
 if [ "${1:-}" = "--full" ]; then want_packages "${base[@]}" "${full[@]}"; else want_packages "${base[@]}"; fi

@@ -120,3 +120,9 @@ export function batchText(commands: ReadonlyArray<IpCommand>): string {
 }
 
 
+
+/** Applies several changes with one spawn; stops at the first failing line, as `ip -batch` does. */
+export async function ipBatch(commands: ReadonlyArray<IpCommand>, netns?: string): Promise<void> {
+  if (commands.length === 0) return;
+  await runAsync(['ip', '-batch', '-'], { netns, input: batchText(commands) });
+}

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.ts';
 import { familyOf, type IpConfig, type Route } from '../cni/result.ts';
+import { GARP_SCRIPT, garpAddresses, notifySysctls } from './announce.ts';
 import { assertBatchSafe, batchText, IpError, ipJson, parseIpJson, run, runAsync, type IpCommand } from './ip.ts';
 import { LinkListSchema, RouteListSchema, type Link, type RouteEntry } from './schemas.ts';
 
@@ -94,22 +95,14 @@ export interface PodInterfacePlan {
    * with LINK_NOT_CREATED and nothing was made.
    */
   create?: { command: IpCommand; in: 'host' | 'pod' };
+  /** Also send one gratuitous ARP per IPv4 address once the link is up (see announce.ts). */
+  announce?: boolean;
 }
 
 export const LINK_NOT_CREATED = 10;
 
 /** Makes the link in our namespace, then runs the pod's script inside the pod's (stdin passes through). */
 const HOST_THEN_POD = `set -f; create=$1 ns=$2 inner=$3; shift 3\nip $create || exit ${LINK_NOT_CREATED}\nexec nsenter --net="$ns" -- sh -c "$inner" sh "$@"`;
-
-function sysctlFiles(plan: PodInterfacePlan): string[] {
-  const tmp = plan.temporaryName;
-  // Set on the temporary name: the settings follow the link through the rename.
-  const files = [`/proc/sys/net/ipv4/conf/${tmp}/arp_notify`, `/proc/sys/net/ipv6/conf/${tmp}/ndisc_notify`];
-  if (plan.ips.some((ip) => familyOf(ip.address) === 6)) {
-    files.push('/proc/sys/net/ipv6/conf/lo/disable_ipv6=0', `/proc/sys/net/ipv6/conf/${tmp}/disable_ipv6=0`, `/proc/sys/net/ipv6/conf/${tmp}/keep_addr_on_down`);
-  }
-  return files;
-}
 
 /** A result route as `ip route add`: the gateway defaults to the first of its family, as ConfigureIface. */
 export function routeCommand(route: Route, ifName: string, ips: ReadonlyArray<IpConfig>): IpCommand {
@@ -148,7 +141,7 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
   const waitForDad = plan.ips.some((ip) => familyOf(ip.address) === 6 && ip.gateway !== undefined);
   const script = [
     // The create command's tokens are checked words (no white space, quotes or "\\"): split, not globbed.
-    'ifname=$1 waitdad=$2 create=$3; shift 3; set -f',
+    'ifname=$1 waitdad=$2 create=$3 garp=$4; shift 4; set -f',
     `if [ -n "$create" ]; then ip $create || exit ${LINK_NOT_CREATED}; fi`,
     'for setting in "$@"; do case "$setting" in *=*) f=${setting%=*} v=${setting#*=};; *) f=$setting v=1;; esac; { echo "$v" > "$f"; } 2>/dev/null; done',
     'ip -batch - || exit 1',
@@ -156,12 +149,15 @@ export function configurePodInterface(plan: PodInterfacePlan): Link {
     `  case "$pending" in *dadfailed*) echo "an IPv6 address of $ifname is already in use on the network (DAD failed)" >&2; exit ${DAD_FAILED};; esac`,
     `  n=$((n+1)); [ $n -le 50 ] || { echo "IPv6 address on $ifname still tentative after 5 s" >&2; exit ${DAD_FAILED}; }`,
     '  sleep 0.1; done; fi',
+    GARP_SCRIPT,
     'exec ip -j -d addr show dev "$ifname"',
   ].join('\n');
-  const args = [plan.ifName, waitForDad ? '1' : ''];
+  // Set on the temporary name: the settings follow the link through the rename.
+  const sysctls = notifySysctls(plan.temporaryName, plan.ips);
+  const garp = plan.announce ? garpAddresses(plan.ips) : '';
   const out = plan.create?.in === 'host'
-    ? run(['sh', '-c', HOST_THEN_POD, 'sh', create, plan.netns, script, ...args, '', ...sysctlFiles(plan)], { input: batch })
-    : run(['sh', '-c', script, 'sh', ...args, create, ...sysctlFiles(plan)], { netns: plan.netns, input: batch });
+    ? run(['sh', '-c', HOST_THEN_POD, 'sh', create, plan.netns, script, plan.ifName, waitForDad ? '1' : '', '', garp, ...sysctls], { input: batch })
+    : run(['sh', '-c', script, 'sh', plan.ifName, waitForDad ? '1' : '', create, garp, ...sysctls], { netns: plan.netns, input: batch });
   const link = parseIpJson(LinkListSchema, out.trim(), ['addr', 'show', 'dev', plan.ifName])[0];
   if (!link) throw new CniError(Code.Internal, `${plan.ifName} vanished from ${plan.netns} while it was configured`);
   return link;

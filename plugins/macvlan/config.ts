@@ -4,10 +4,8 @@ import { parseWith } from '../../lib/cni/config.ts';
 import { INTERFACE_NAME, parseCniArgs } from '../../lib/cni/env.ts';
 import { Code, CniError, showValue } from '../../lib/cni/errors.ts';
 import type { Invocation } from '../../lib/cni/skel.ts';
+import { chooseMac, macString } from '../../lib/mac.ts';
 import { defaultRouteInterface, findLink } from '../../lib/net/link.ts';
-
-const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
-const macString = z.string().check(z.regex(MAC, 'not a MAC address of the form aa:bb:cc:dd:ee:ff'));
 
 export const MODES = ['bridge', 'private', 'vepa', 'passthru', 'source'] as const;
 
@@ -31,20 +29,6 @@ export interface MacvlanConf {
   linkInContainer: boolean;
   bcqueuelen?: number;
   sourceMacs: string[];
-}
-
-/** MAC precedence as the reference: runtimeConfig.mac > CNI_ARGS MAC= > config `mac`. */
-function chooseMac(inv: Invocation, fields: MacvlanFields): string | undefined {
-  const fromArgs = parseCniArgs(inv.env.args, ['MAC']).MAC;
-  const fromRuntime = inv.conf.runtimeConfig?.mac;
-  const [source, mac] =
-    fromRuntime !== undefined ? ['runtimeConfig.mac', fromRuntime]
-    : fromArgs !== undefined ? ['CNI_ARGS MAC', fromArgs]
-    : ['mac', fields.mac];
-  if (mac !== undefined && !MAC.test(mac)) {
-    throw new CniError(Code.InvalidConfig, `invalid network config: ${source} = ${showValue(mac)}: not a MAC address of the form aa:bb:cc:dd:ee:ff`);
-  }
-  return mac?.toLowerCase();
 }
 
 /** The fields DEL needs: no lookup of the master, which may be long gone (plugins #953). */
@@ -76,7 +60,7 @@ export function loadConf(inv: Invocation, options: { requireMaster: boolean }): 
     master,
     mode,
     mtu: fields.mtu || undefined,
-    mac: chooseMac(inv, fields),
+    mac: chooseMac(inv, fields.mac, parseCniArgs(inv.env.args, ['MAC'])),
     linkInContainer: fields.linkInContainer ?? false,
     bcqueuelen: fields.bcqueuelen,
     sourceMacs: fields.sourceMacs ?? [],
