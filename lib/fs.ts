@@ -50,11 +50,12 @@ export interface DurableWrite {
   /** 'replace' (rename over) or 'create' (only if absent; false when it exists). */
   publish?: 'replace' | 'create';
   /**
-   * Also fsync the directory, so that the new name itself survives a crash (default true). Without it
-   * the file is still never torn (its data is synced before it is published), but after a crash the
-   * old version may be back.
+   * What survives a crash (power loss; a killed process always leaves the old file or the new one):
+   *   'all' (default): the new file, under its name (data and directory synced);
+   *   'data': never a torn file, but the old version may be back (the directory is not synced);
+   *   'none': nothing is synced: for records that mean nothing after a reboot.
    */
-  syncDir?: boolean;
+  sync?: 'all' | 'data' | 'none';
 }
 
 /**
@@ -70,7 +71,7 @@ export function writeFileDurably(path: string, data: string | Buffer, options: D
     const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, options.mode ?? 0o600);
     try {
       writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
-      timed(`fsync ${path}`, () => fsyncSync(fd));
+      if (options.sync !== 'none') timed(`fsync ${path}`, () => fsyncSync(fd));
     } finally {
       closeSync(fd);
     }
@@ -84,7 +85,7 @@ export function writeFileDurably(path: string, data: string | Buffer, options: D
     } else {
       renameSync(temp, path);
     }
-    if (published && options.syncDir !== false) fsyncDir(dirname(path));
+    if (published && (options.sync ?? 'all') === 'all') fsyncDir(dirname(path));
   } catch (err) {
     throw ioError('write', path, err);
   } finally {

@@ -138,9 +138,11 @@ function orderIp(ip: IpConfig, version?: string): Record<string, unknown> {
 export function encodeResult(result: Result, version: string): Record<string, unknown> {
   if (atLeast(version, '1.0.0')) {
     const out: Record<string, unknown> = { cniVersion: version };
-    if (result.interfaces?.length) out.interfaces = result.interfaces;
+    // 1.1 added interfaces' mtu, socketPath and pciID, and routes' mtu, advmss, priority, table, scope.
+    const v11 = atLeast(version, '1.1.0');
+    if (result.interfaces?.length) out.interfaces = v11 ? result.interfaces : result.interfaces.map(({ mtu: _m, socketPath: _s, pciID: _p, ...iface }) => iface);
     if (result.ips?.length) out.ips = result.ips.map((ip) => orderIp(ip));
-    if (result.routes?.length) out.routes = result.routes;
+    if (result.routes?.length) out.routes = v11 ? result.routes : result.routes.map(({ dst, gw }) => (gw ? { dst, gw } : { dst }));
     out.dns = isEmptyDns(result.dns) ? {} : result.dns;
     return out;
   }

@@ -54,9 +54,7 @@ async function add(inv: Invocation): Promise<Result> {
       await handing;
       const ips = (ipam.ips ?? []).map((ip) => ({ ...ip, interface: ourIndex }));
       const iface = await finishInPod(recorded, req.mac, ips, ipam.routes ?? []);
-      // mtu and pciID are 1.1 fields: an older result must not carry them.
-      if (atLeast(inv.cniVersion, '1.1.0')) iface.pciID = vf.pci;
-      else delete iface.mtu;
+      iface.pciID = vf.pci; // a 1.1 field: lib/cni/result.ts leaves it out of older results
       const dns = inv.conf.dns && Object.keys(inv.conf.dns).length > 0 ? inv.conf.dns : ipam.dns;
       return {
         interfaces: [...(prev.interfaces ?? []), iface],

@@ -5,10 +5,10 @@
 //   <dir>/pci/vf_lock/<pciAddr>.lock the per-VF lock
 // ADD writes the attachment, then the marker, before it changes anything: whatever kills it, DEL finds
 // what to restore.
-import { closeSync, constants, openSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Code, CniError } from '../../lib/cni/errors.ts';
-import { ensurePrivateDir, ioError, isTempOf, readFileIfExists, tempPathOf, writeAll } from '../../lib/fs.ts';
+import { ensurePrivateDir, isTempOf, readFileIfExists, writeFileDurably } from '../../lib/fs.ts';
 import { lockFile, tryLockFile, type FileLock } from '../../lib/lock.ts';
 import { escaped, log } from '../../lib/log.ts';
 import { CacheSchema, decode, encode, type Attachment } from './record.ts';
@@ -59,29 +59,11 @@ export function allAttachments(): Attachment[] {
 export const markerOf = (pci: string): string | undefined => readFileIfExists(markerPath(pci))?.trim();
 
 /**
- * Replaces `path` whole (temp file, rename): a killed writer leaves the old file or the new one. Not
- * fsync'ed: these files describe VFs and netns that do not outlive a reboot either, and after one a
- * lost or empty record makes DEL do less, never harm (a durable write costs ~12 ms on a busy disk).
+ * Replaces `path` whole: a killed writer leaves the old file or the new one. Not synced: these files
+ * describe VFs and netns that do not outlive a reboot either, and after one a lost or empty record makes
+ * DEL do less, never harm (a durable write costs ~12 ms on a busy disk).
  */
-function replaceFile(path: string, data: string): void {
-  const temp = tempPathOf(path);
-  try {
-    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      writeAll(fd, Buffer.from(data));
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, path);
-  } catch (err) {
-    try {
-      unlinkSync(temp);
-    } catch {
-      // Never created.
-    }
-    throw ioError('write', path, err);
-  }
-}
+const replaceFile = (path: string, data: string): void => void writeFileDurably(path, data, { sync: 'none' });
 
 /** Records the attachment, then marks its VF as held by its pod: before anything is changed. */
 export function saveAttachment(att: Attachment): void {

@@ -158,7 +158,7 @@ export class FileStore implements IpamStore {
       if (current !== expected) return false;
       this.removeTemps(this.dirs.pool, `${name}.json`, 0);
       const next = nextVersion(current, path);
-      writeFileDurably(path, encode(next, pool), { syncDir: false });
+      writeFileDurably(path, encode(next, pool), { sync: 'data' });
       return next;
     });
   }
@@ -185,7 +185,7 @@ export class FileStore implements IpamStore {
         return undefined;
       }
       const version = randomHex(8);
-      writeFileDurably(path, encode(version, value), { syncDir: false });
+      writeFileDurably(path, encode(version, value), { sync: 'data' });
       return version;
     });
   }
