@@ -17,9 +17,10 @@ Kubernetes) runs it through links named after the plugin type, found in /opt/cni
 You do not normally run those by hand: the runtime calls them with CNI_COMMAND and a JSON config on
 stdin. Run as "underlay", it helps you look at what the plugins did:
 
-  underlay ipam ls [--json] [--dir DIR]      list address pools with used and free counts
-  underlay ipam show POOL [--json] [--dir DIR]
-                                             list the leases of one pool: address, pod, container
+  underlay ipam ls [--json] [STORE]          list address pools with used and free counts
+  underlay ipam show POOL [--json] [STORE]   list the leases of one pool: address, pod, container
+                                             STORE: --dir DIR (the file store), --etcd ENDPOINTS,
+                                             --kubeconfig FILE, or --config FILE (a network config)
   underlay doctor [--json] [--state-dir DIR] each SR-IOV PF and VF of this node, the pod holding each VF,
                                              and VFs left dirty or lost (exits 1 if any)
   underlay reconcile [--dry-run] [--json] [--kubeconfig FILE] [--pool-namespace NS]
