@@ -42,47 +42,55 @@ export const RouteSchema = z.object({
 });
 export type Route = z.infer<typeof RouteSchema>;
 
-export const InterfaceSchema = z.object({
-  name: z.string(),
-  mac: z.optional(z.string()),
-  mtu: z.optional(z.int()),
-  sandbox: z.optional(z.string()),
-  socketPath: z.optional(z.string()),
-  pciID: z.optional(z.string()),
-});
-export type Interface = z.infer<typeof InterfaceSchema>;
+/**
+ * The result schemas, built on first use: an ADD that neither reads a prevResult nor execs its IPAM
+ * never needs them, and building them costs every call that loads this module.
+ */
+function resultSchemas() {
+  const InterfaceSchema = z.object({
+    name: z.string(),
+    mac: z.optional(z.string()),
+    mtu: z.optional(z.int()),
+    sandbox: z.optional(z.string()),
+    socketPath: z.optional(z.string()),
+    pciID: z.optional(z.string()),
+  });
+  const IpConfigSchema = z.object({
+    address: cidrString,
+    gateway: z.optional(ipString),
+    interface: z.optional(z.int().check(z.nonnegative())),
+  });
+  const ResultSchema = z.object({
+    cniVersion: z.optional(z.string()),
+    interfaces: z.optional(z.array(InterfaceSchema)),
+    ips: z.optional(z.array(IpConfigSchema)),
+    routes: z.optional(z.array(RouteSchema)),
+    dns: z.optional(DnsSchema),
+  });
+  const Result04Schema = z.extend(ResultSchema, {
+    ips: z.optional(z.array(z.extend(IpConfigSchema, { version: z.optional(z.enum(['4', '6'])) }))),
+  });
+  const Ip02Schema = z.object({
+    ip: cidrString,
+    gateway: z.optional(ipString),
+    routes: z.optional(z.array(z.object({ dst: cidrString, gw: z.optional(ipString) }))),
+  });
+  const Result02Schema = z.object({
+    cniVersion: z.optional(z.string()),
+    ip4: z.optional(Ip02Schema),
+    ip6: z.optional(Ip02Schema),
+    dns: z.optional(DnsSchema),
+  });
+  return { InterfaceSchema, IpConfigSchema, ResultSchema, Result04Schema, Result02Schema };
+}
 
-export const IpConfigSchema = z.object({
-  address: cidrString,
-  gateway: z.optional(ipString),
-  interface: z.optional(z.int().check(z.nonnegative())),
-});
-export type IpConfig = z.infer<typeof IpConfigSchema>;
+type Schemas = ReturnType<typeof resultSchemas>;
+let built: Schemas | undefined;
+const schemas = (): Schemas => (built ??= resultSchemas());
 
-export const ResultSchema = z.object({
-  cniVersion: z.optional(z.string()),
-  interfaces: z.optional(z.array(InterfaceSchema)),
-  ips: z.optional(z.array(IpConfigSchema)),
-  routes: z.optional(z.array(RouteSchema)),
-  dns: z.optional(DnsSchema),
-});
-export type Result = z.infer<typeof ResultSchema>;
-
-const Result04Schema = z.extend(ResultSchema, {
-  ips: z.optional(z.array(z.extend(IpConfigSchema, { version: z.optional(z.enum(['4', '6'])) }))),
-});
-
-const Ip02Schema = z.object({
-  ip: cidrString,
-  gateway: z.optional(ipString),
-  routes: z.optional(z.array(z.object({ dst: cidrString, gw: z.optional(ipString) }))),
-});
-const Result02Schema = z.object({
-  cniVersion: z.optional(z.string()),
-  ip4: z.optional(Ip02Schema),
-  ip6: z.optional(Ip02Schema),
-  dns: z.optional(DnsSchema),
-});
+export type Interface = z.infer<Schemas['InterfaceSchema']>;
+export type IpConfig = z.infer<Schemas['IpConfigSchema']>;
+export type Result = z.infer<Schemas['ResultSchema']>;
 
 export const familyOf = (address: string): 4 | 6 => (address.includes(':') ? 6 : 4);
 
@@ -95,11 +103,11 @@ function decodeFailure(what: string, err: z.core.$ZodError): CniError {
 /** Reads a result written in `version` (a prevResult, or a delegated plugin's stdout) into the 1.1 shape. */
 export function parseResult(raw: unknown, version: string, what = 'result'): Result {
   if (!atLeast(version, '0.3.0')) {
-    const parsed = Result02Schema.safeParse(raw);
+    const parsed = schemas().Result02Schema.safeParse(raw);
     if (!parsed.success) throw decodeFailure(what, parsed.error);
     return upFrom02(parsed.data);
   }
-  const parsed = Result04Schema.safeParse(raw);
+  const parsed = schemas().Result04Schema.safeParse(raw);
   if (!parsed.success) throw decodeFailure(what, parsed.error);
   const { ips, ...rest } = parsed.data;
   const result: Result = { ...rest };
@@ -107,7 +115,7 @@ export function parseResult(raw: unknown, version: string, what = 'result'): Res
   return result;
 }
 
-function upFrom02(old: z.infer<typeof Result02Schema>): Result {
+function upFrom02(old: z.infer<Schemas['Result02Schema']>): Result {
   const result: Result = { ips: [], routes: [] };
   for (const ip of [old.ip4, old.ip6]) {
     if (!ip) continue;
