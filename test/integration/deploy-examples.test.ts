@@ -12,6 +12,7 @@ import { SUPPORTED_VERSIONS, type SpecVersion } from '../../lib/cni/version.ts';
 import { DEFAULT_KUBECONFIG } from '../../lib/install/options.ts';
 import { IPAM_TYPES, PLUGIN_NAMES } from '../../lib/names.ts';
 import { loadIpamConfig } from '../../ipam/config/load.ts';
+import { SriovFieldsSchema } from '../../plugins/sriov/config.ts';
 import { MacvlanConfSchema } from '../../plugins/macvlan/config.ts';
 import { labWithMaster } from '../helpers/fixture.ts';
 import { chainAdd, chainCheck, chainDel, type ConfList } from '../helpers/chain.ts';
@@ -72,10 +73,11 @@ describe('deploy/examples NetworkAttachmentDefinitions', () => {
     }
   });
 
-  it('each config is one the plugins accept: top level, macvlan fields and our IPAM', () => {
+  it('each config is one the plugins accept: top level, macvlan or sriov fields and our IPAM', () => {
     for (const { file, nad } of nads) {
       const { conf, raw } = decodeConfig(nad.spec.config);
       if (String(conf.type).endsWith('macvlan')) parseWith(MacvlanConfSchema, raw);
+      if (String(conf.type).endsWith('sriov')) parseWith(SriovFieldsSchema, raw);
       const ipam = raw.ipam as { type: string };
       if (!IPAM_TYPES.includes(ipam.type)) {
         expect(ipam.type, file).toBe('host-local');
