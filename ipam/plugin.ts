@@ -1,6 +1,7 @@
 // The IPAM plugin's verbs, each a short story on top of config, lease and reconcile. It runs as its own
 // executable (`whereabouts`, `underlay-ipam`) or in-process when macvlan or sriov delegate to it.
 import { Code, CniError } from '../lib/cni/errors.ts';
+import { readFileIfExists } from '../lib/fs.ts';
 import { parseCniArgs } from '../lib/cni/env.ts';
 import { parseResult, type IpConfig, type Result } from '../lib/cni/result.ts';
 import type { Invocation, Plugin } from '../lib/cni/skel.ts';
@@ -23,13 +24,26 @@ export function targetsOf(config: IpamConfig): PoolTarget[] {
   return config.ranges.map((range) => ({ name: poolName(config.networkName, range.cidr), range, networkName: config.networkName, overlapping: config.overlapping }));
 }
 
+/** Where `underlay install` writes the node's name on each node of a cluster. */
+const NODENAME_FILE = '/etc/cni/net.d/underlay.d/nodename';
+
+/** The node, when it is known: NODENAME (whereabouts' variable), else what the installer wrote. */
+function nodeName(): string | undefined {
+  if (process.env.NODENAME) return process.env.NODENAME;
+  try {
+    return readFileIfExists(NODENAME_FILE, { maxBytes: 256, followLinks: true })?.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The pod from CNI_ARGS; without one (podman, plain containerd) the container ID stands for it. */
 export function claimantOf(inv: Pick<Invocation, 'env' | 'conf'>): Claimant {
   const args = parseCniArgs(inv.env.args, IPAM_ARGS);
   const namespace = args.K8S_POD_NAMESPACE ?? '';
   const name = args.K8S_POD_NAME ?? '';
   const podref = namespace && name ? `${namespace}/${name}` : inv.env.containerId;
-  const who: Claimant = { id: inv.env.containerId, podref, ifname: inv.env.ifName, network: inv.conf.name };
+  const who: Claimant = { id: inv.env.containerId, podref, ifname: inv.env.ifName, network: inv.conf.name, node: nodeName() };
   // The UID tells a pod from an earlier one of the same name; it means nothing without a pod name.
   if (podref !== inv.env.containerId && args.K8S_POD_UID) who.uid = args.K8S_POD_UID;
   return who;

@@ -16,6 +16,8 @@ export interface Claimant {
   network: string;
   /** The pod's UID (CNI_ARGS K8S_POD_UID), when the runtime gives one: tells two pods of one name apart. */
   uid?: string | undefined;
+  /** The node asking, when it is known (NODENAME, or what `underlay install` wrote): see scanOrder. */
+  node?: string | undefined;
 }
 
 /** What a lease, reservation or claim says about its holder. */

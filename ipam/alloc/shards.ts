@@ -77,20 +77,28 @@ export function nextShard(range: IpRange, from: bigint): bigint | undefined {
   return undefined;
 }
 
-/** How many shards past the hint a contended ADD may start at: up to this many write different records. */
+/** How many shards past the hint ADDs start at: up to this many nodes (or racers) write different records. */
 const SPREAD = 16;
+
+/** FNV-1a, 32 bits: a node's stable place, without loading node:crypto on every ADD. */
+function nodeHash(node: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < node.length; i++) hash = Math.imul(hash ^ node.charCodeAt(i), 0x01000193) >>> 0;
+  return hash;
+}
 
 /**
  * The order an ADD reads a big pool's shards in: every shard from `first` (the lowest that may have
- * room) to the end, then round to `first`. An ADD that lost a race (`spread`) starts at a random one of
- * the next SPREAD shards instead, so ADDs racing for one pool spread over several records rather than
- * all retrying on the same one; an ADD that meets no contention takes the lowest free address.
+ * room) to the end, then round to `first`, starting at one of the next SPREAD shards: the node's own
+ * when the node is known (its pods fill a slice of their own, as whereabouts' node slices would, and
+ * nodes do not race for one record), a random one after a lost race (`contended`), else `first` itself
+ * (one node alone, or no node name: the lowest free address). Within a shard, the lowest free address.
  */
-export function* scanOrder(range: IpRange, first: bigint | undefined, spread: boolean): Generator<bigint> {
+export function* scanOrder(range: IpRange, first: bigint | undefined, how: { node?: string | undefined; contended: boolean }): Generator<bigint> {
   if (first === undefined) return;
   const span = shardOf(range.last) - first + 1n;
   const width = span < BigInt(SPREAD) ? Number(span) : SPREAD;
-  const step = spread ? BigInt(Math.floor(Math.random() * width)) : 0n;
+  const step = BigInt(how.contended ? Math.floor(Math.random() * width) : how.node ? nodeHash(how.node) % width : 0);
   const start = nextShard(range, first + step) ?? first;
   for (let shard: bigint | undefined = start; shard !== undefined; shard = nextShard(range, shard + 1n)) yield shard;
   for (let shard: bigint | undefined = first; shard !== undefined && shard < start; shard = nextShard(range, shard + 1n)) yield shard;

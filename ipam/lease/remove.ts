@@ -8,10 +8,14 @@
 //   4. the lease's reservation and claim, each only while it still belongs to that lease: an ADD of the
 //      pod's new sandbox that ran in between has made them its own, and keeps them.
 // A crash between 2 and 4 leaves a reservation without a lease: it blocks the address until GC, never
-// duplicates it (the reverse order could). Where the store commits atomically, all of it is one commit.
+// duplicates it (the reverse order could). Where the store commits atomically, all of it is one commit,
+// and the index is in it only when a hint must come down: written by every DEL it would make all DELs of
+// a pool race for one record. Then an ADD that saw the shard full just before may still raise its hint
+// over the freed address; the next DEL below the hint, or GC, brings it back (an address skipped a
+// while, never one handed out twice).
 import { applyChange } from '../alloc/allocator.ts';
 import { lowerHints } from '../alloc/shards.ts';
-import type { Allocation, IpamStore, Write } from '../store/types.ts';
+import type { Allocation, IpamStore, PoolRecord, Write } from '../store/types.ts';
 import { commitOne, fitsOneCommit, poolWrite, type Snapshot } from './records.ts';
 import { dropIfOwned, dropWrite } from './reservations.ts';
 import { CONFLICT, withRetries } from './retry.ts';
@@ -34,13 +38,18 @@ export interface Removal {
   index?: { name: string; shard: bigint };
 }
 
+/** Does some config's hint point past `shard` (so freeing an address there must lower it)? */
+function hintsAbove(record: PoolRecord, shard: bigint): boolean {
+  const hints = (record as { hints?: Record<string, string> }).hints ?? {};
+  return Object.values(hints).some((hint) => /^\d+$/.test(hint) && BigInt(hint) > shard);
+}
+
 /** Lowers the index's hints to `shard`; with `always`, writes even when none is above (a new version). */
 async function touchIndex(store: IpamStore, index: { name: string; shard: bigint }, deadline: number, always: boolean): Promise<void> {
   await withRetries(`ipam: index ${index.name}`, deadline, async () => {
     const found = await store.readPool(index.name, deadline);
     if (!found) return undefined;
-    const hints = (found.value as { hints?: Record<string, string> }).hints ?? {};
-    if (!always && Object.values(hints).every((hint) => !/^\d+$/.test(hint) || BigInt(hint) <= index.shard)) return undefined;
+    if (!always && !hintsAbove(found.value, index.shard)) return undefined;
     return (await commitOne(store, poolWrite(index.name, lowerHints(found.value, index.shard), found.version), deadline)) === false ? CONFLICT : undefined;
   });
 }
@@ -84,7 +93,7 @@ async function removeLeases(store: IpamStore, removal: Removal, deadline: number
   if (fitsOneCommit(store, 2 + drops.length)) {
     const writes: Write[] = [write];
     const found = index && (await store.readPool(index.name, deadline));
-    if (index && found) writes.push(poolWrite(index.name, lowerHints(found.value, index.shard), found.version));
+    if (index && found && hintsAbove(found.value, index.shard)) writes.push(poolWrite(index.name, lowerHints(found.value, index.shard), found.version));
     for (const drop of drops) {
       const dropping = dropWrite(await store.readReservation(drop.name, deadline), drop.name, drop.owner, drop.offset);
       if (dropping) writes.push(dropping);

@@ -122,7 +122,7 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
     const start = nextShard(target.range, startShard(index.value, target.range));
     let found: { offset: bigint; reservation?: Write; snapshot: Snapshot } | undefined;
     const seenFull = new Set<bigint>();
-    for (const shard of scanOrder(target.range, start, contended)) {
+    for (const shard of scanOrder(target.range, start, { node: who.node, contended })) {
       const snapshot = await readForWrite(store, target, shardName(target.name, shard), deadline);
       const picked = await pickInShard(store, target, snapshot, shard, who, now, skip, deadline);
       if (picked) {

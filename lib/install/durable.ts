@@ -1,9 +1,11 @@
-// Files that land whole or not at all. A plugin is exec-ed and a kubeconfig read at any moment, and a
-// node may lose power mid-install: each file is written under a private temporary name, flushed to
-// disk, then renamed over the old one, and the directory is flushed so the rename itself survives.
+// The executable and its links land whole or not at all: a plugin is exec-ed at any moment, and a node
+// may lose power mid-install. Each is made under a private temporary name in the CNI bin directory
+// (the executable copied, flushed to disk), then renamed over the old one, and the directory is
+// flushed so the rename itself survives. (Small files, the kubeconfig, go through lib/fs.ts.)
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fsyncDir } from '../fs.ts';
 
 /** Temporary files of ours start with this, so a later run can tell its own leftovers. */
 export const TEMP_PREFIX = '.underlay-install.';
@@ -12,31 +14,14 @@ export function tempPath(dir: string): string {
   return join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
 }
 
-export function fsyncPath(path: string): void {
+/** Flushes a finished temporary copy to disk before it is renamed into place. */
+export function fsyncFile(path: string): void {
   const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-}
-
-/** Writes `data` to `file` with `mode` by temp, fsync and rename; the old content stays until then. */
-export function writeDurably(file: string, dir: string, data: string | Uint8Array, mode: number): void {
-  const tmp = tempPath(dir);
-  // O_EXCL: the name is ours alone, and the mode is set at creation (never briefly world-readable).
-  const fd = openSync(tmp, 'wx', mode);
-  try {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  landByRename(tmp, file, dir);
 }
 
 /** Renames a finished temporary file over `file` and makes the rename durable. */
@@ -47,7 +32,7 @@ export function landByRename(tmp: string, file: string, dir: string): void {
     rmSync(tmp, { force: true });
     throw err;
   }
-  fsyncPath(dir);
+  fsyncDir(dir);
 }
 
 /**

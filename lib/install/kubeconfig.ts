@@ -2,9 +2,9 @@
 // installer pod's own service account: the plugin runs in the host's namespaces, where the pod's
 // token file is out of reach, so token and CA go into the file itself. The token is a secret: it is
 // written 0600 in a 0700 directory and never appears in a log line or an error message.
-import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { removeStaleTemps, writeDurably } from './durable.ts';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { isTempOf, writeFileDurably } from '../fs.ts';
 
 export interface ServiceAccount {
   token: string;
@@ -105,9 +105,12 @@ export function writeKubeconfig(file: string, content: string): boolean {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
   // A write killed midway leaves a temporary copy, token inside; one lives milliseconds otherwise.
-  removeStaleTemps(dir, 60_000);
+  for (const entry of readdirSync(dir)) {
+    const temp = join(dir, entry);
+    if (isTempOf(entry, basename(file)) && Date.now() - (statSync(temp, { throwIfNoEntry: false })?.mtimeMs ?? 0) > 60_000) rmSync(temp, { force: true });
+  }
   if ((statSync(file, { throwIfNoEntry: false })?.mode ?? 0) & 0o077) chmodSync(file, 0o600);
   if (readOrEmpty(file) === content) return false;
-  writeDurably(file, dir, content, 0o600);
+  writeFileDurably(file, content, { mode: 0o600 });
   return true;
 }

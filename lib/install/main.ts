@@ -4,6 +4,8 @@
 // current as Kubernetes rotates the token: bound tokens expire, so a kubeconfig written once would
 // stop working within hours. Loaded only when the command runs: CNI calls never pay for it.
 import { isSea } from 'node:sea';
+import { dirname, join } from 'node:path';
+import { writeFileDurably } from '../fs.ts';
 import { apiServer, ConfigurationError, readServiceAccount, renderKubeconfig, writeKubeconfig } from './kubeconfig.ts';
 import { parseInstallOptions, USAGE, UsageError, type InstallOptions } from './options.ts';
 import { installPlugins } from './plugins.ts';
@@ -96,6 +98,13 @@ export async function runInstall(argv: ReadonlyArray<string>): Promise<number> {
   }
   const keep = kubeconfigKeeper(options, server);
   const current = keep();
+  // The node's name (the DaemonSet gives it from spec.nodeName) beside the kubeconfig: the IPAM starts
+  // this node's allocations in big pools at shards of its own, so nodes do not race for one record.
+  const node = process.env.NODE_NAME;
+  if (node && /^[a-z0-9.-]{1,253}$/.test(node)) {
+    const file = join(dirname(options.kubeconfig), 'nodename');
+    if (writeFileDurably(file, `${node}\n`, { mode: 0o644 })) say(`wrote ${file} (${node})`);
+  }
   if (options.once) return current ? 0 : 1;
   return keepUntilStopped(options, keep);
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { PLUGIN_NAMES } from '../names.ts';
-import { fsyncPath, landByRename, removeStaleTemps, tempPath } from './durable.ts';
+import { fsyncFile, landByRename, removeStaleTemps, tempPath } from './durable.ts';
 
 export const EXECUTABLE = 'underlay';
 /** A killed installer's temporary copy older than this is garbage; a younger one may be in use. */
@@ -104,7 +104,7 @@ async function installExecutable({ source, binDir, say }: PluginInstall): Promis
   try {
     copyFileSync(source, tmp, constants.COPYFILE_EXCL);
     chmodSync(tmp, 0o755);
-    fsyncPath(tmp);
+    fsyncFile(tmp);
     const version = await checkRuns(tmp);
     landByRename(tmp, dest, binDir);
     say(`${existing ? 'replaced' : 'installed'} ${dest} (${version})`);

@@ -55,7 +55,7 @@ describe('shard layout', () => {
 
 describe('scanOrder', () => {
   const range = resolveRange({ range: '10.0.0.0/16' }, 'ipam');
-  const all = (first: bigint, spread: boolean) => [...scanOrder(range, first, spread)];
+  const all = (first: bigint, contended: boolean, node?: string) => [...scanOrder(range, first, { contended, node })];
 
   it('reads every shard from the first with room once, lowest first when uncontended', () => {
     expect(all(3n, false)).toEqual(Array.from({ length: 61 }, (_, i) => BigInt(i + 3)));
@@ -72,9 +72,21 @@ describe('scanOrder', () => {
     expect(starts.size).toBeGreaterThan(8); // spread over many records, not one
   });
 
+  it('starts each node at a shard of its own among the next 16, the same on every ADD', () => {
+    const starts = new Set<bigint>();
+    for (let n = 0; n < 40; n++) {
+      const order = all(3n, false, `node-${n}`);
+      expect(order).toEqual(all(3n, false, `node-${n}`));
+      expect([...order].sort((a, b) => (a < b ? -1 : 1))).toEqual(all(3n, false));
+      expect(order[0]! - 3n).toBeLessThan(16n);
+      starts.add(order[0]!);
+    }
+    expect(starts.size).toBeGreaterThan(8);
+  });
+
   it('spreads only over the shards there are, and yields none past the end', () => {
     const small = resolveRange({ range: '10.0.0.0/21' }, 'ipam');
-    for (let i = 0; i < 50; i++) expect([...scanOrder(small, 1n, true)].sort()).toEqual([1n]);
-    expect([...scanOrder(range, undefined, true)]).toEqual([]);
+    for (let i = 0; i < 50; i++) expect([...scanOrder(small, 1n, { contended: true })].sort()).toEqual([1n]);
+    expect([...scanOrder(range, undefined, { contended: true })]).toEqual([]);
   });
 });
