@@ -1,8 +1,9 @@
-// npm run bench -- [startup|ipam|macvlan|all] [args]: benchmarks printed side by side, as ratios.
+// npm run bench -- [startup|ipam|macvlan|etcd|all] [args]: benchmarks printed side by side, as ratios.
 const benches: Record<string, () => Promise<{ main(args: ReadonlyArray<string>): unknown }>> = {
   startup: () => import('./bench/startup.ts'),
   ipam: () => import('./bench/ipam.ts'),
   macvlan: () => import('./bench/macvlan.ts'),
+  etcd: () => import('./bench/etcd.ts'),
 };
 
 const [which = 'all', ...rest] = process.argv.slice(2);
