@@ -16,7 +16,7 @@ import { bare, duplicates, killAll, leasesOf, sleep, start, type Outcome } from 
 const NODES = 10;
 const DEADLINE_MS = 5000;
 /** Process start-up before the deadline is set, and exit after it, on a busy 2-core machine. */
-const MARGIN_MS = 1500;
+const MARGIN_MS = 2500;
 
 const clusters: EtcdCluster[] = [];
 beforeAll(requireBuild);
@@ -132,7 +132,7 @@ describe('allocators on one etcd member that is stopped, killed and restarted, t
     // Whatever the store did, an ADD that lived either succeeded or said "try again later", in time.
     expect(lived.filter((a) => a.code !== 0 && a.errorCode !== 11).map((a) => `${a.call.containerId}: ${a.code} ${a.stdout}`)).toEqual([]);
     // The IPAM's own time (UNDERLAY_IPAM_STATS: store open to close) is the deadline and a timer's slack.
-    expect(lived.filter((a) => (a.stats?.ms ?? Infinity) > DEADLINE_MS + 250).map((a) => `${a.call.containerId}: ${a.stats?.ms} ms`)).toEqual([]);
+    expect(lived.filter((a) => (a.stats?.ms ?? Infinity) > DEADLINE_MS + 500).map((a) => `${a.call.containerId}: ${a.stats?.ms} ms`)).toEqual([]);
     expect(lived.filter((a) => a.ms > DEADLINE_MS + MARGIN_MS).map((a) => `${a.call.containerId}: ${a.ms.toFixed(0)} ms`)).toEqual([]);
     expect(killed.length).toBeGreaterThan(0);
     expect(inside.length).toBeGreaterThan(0);
