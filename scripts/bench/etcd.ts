@@ -1,4 +1,4 @@
-// npm run bench -- etcd [--pods N] [--members 1|3] [--scale N] [--nodes N] [--no-scale]
+// npm run bench -- etcd [--pods N] [--rounds R] [--members 1|3] [--scale N] [--nodes N] [--no-processes] [--no-scale]
 // Cluster IPAM throughput on a real etcd, measured side by side in one run (these machines are shared
 // and noisy: compare the rows, not the absolute figures).
 //  1. Processes, as nodes run them: 1, 4 and 10 allocator processes of the BUILT executable side by side,
@@ -6,8 +6,10 @@
 //     pods) and one of 4x as many (spare IPs). Beside them the same 10-process fill on the file store,
 //     and 10 processes of a bare Node 24 SEA that prints one line (the ceiling of one process per ADD).
 //     Per row: allocations/s, p50/p99 of one ADD process, and etcd requests, conflicts and retries per
-//     allocation (UNDERLAY_IPAM_STATS); then DEL of the 10-process fill. Targets: the etcd fill at least
-//     as fast as the file store's; p99 <= 300 ms.
+//     allocation (UNDERLAY_IPAM_STATS); then DEL of the 10-process fill. Each row's ADDs go in `rounds`
+//     slices, the rows taking turns, so that all meet the same drift of the machine's load (a slice
+//     starts and ends with fewer processes running: a little less contention than a steady fill).
+//     Targets: the etcd fill at least as fast as the file store's; p99 <= 300 ms.
 //  2. The store alone: `nodes` simulated nodes allocating concurrently inside this process (the IPAM as
 //     a library, ipamPlugin.add) against a 3-member cluster: `scale` allocations on a /16, then a pool
 //     of exactly 1,024 addresses filled exactly. Targets: >= 500 allocations/s, p99 <= 200 ms.
@@ -26,6 +28,14 @@ import { percentile, table } from './measure.ts';
 import { bareSea } from './startup.ts';
 
 const P99_PROCESS_MS = 300;
+
+/**
+ * etcd as an operator should run it under this load (README, "Leases in etcd"): every txn goes through
+ * the raft log whole, a lost compare-and-swap included, so with records of up to ~170 KB the WAL grows
+ * by gigabytes per 10,000 allocations unless snapshots let old WAL files go; and old revisions stay in
+ * the database until compacted.
+ */
+const ETCD_FLAGS = ['--snapshot-count', '10000', '--auto-compaction-mode', 'periodic', '--auto-compaction-retention', '5m'];
 const SCALE_RATE = 500;
 const P99_SCALE_MS = 200;
 
@@ -73,19 +83,32 @@ const sumOf = (row: Row, key: keyof IpamStats): number | undefined => {
 const perAlloc = (row: Row, value: number | undefined): string => (value === undefined ? '-' : (value / row.outcomes.length).toFixed(2));
 const failed = (row: Row): Outcome[] => row.outcomes.filter((o) => o.code !== 0);
 
-async function processFill(label: string, procs: number, pods: number, tag: string, config: object | undefined, file?: string): Promise<Row> {
+/** One row of part 1: `procs` processes of `file` (default the whereabouts link) on one config. */
+interface Candidate extends Row {
+  tag: string;
+  config: object | undefined;
+  file: string | undefined;
+}
+
+const candidate = (label: string, procs: number, pool: string, tag: string, config: object | undefined, file?: string): Candidate =>
+  ({ label, procs, pool, seconds: 0, outcomes: [], tag, config, file });
+
+/** `count` more ADDs by the candidate's processes side by side, its containers numbered on from the last round. */
+async function round(c: Candidate, count: number): Promise<void> {
+  const from = c.outcomes.length;
   const started = process.hrtime.bigint();
-  const outcomes = await fleet(procs, pods, (k, w) => ({
-    verb: 'ADD', config: config ?? {}, containerId: `${tag}-${k}`, node: `node-${w}`, env: { UNDERLAY_IPAM_STATS: '1' }, ...(file && { file }),
+  const outcomes = await fleet(c.procs, count, (k, w) => ({
+    verb: 'ADD', config: c.config ?? {}, containerId: `${c.tag}-${from + k}`, node: `node-${w}`, env: { UNDERLAY_IPAM_STATS: '1' }, ...(c.file && { file: c.file }),
   }));
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const row: Row = { label, procs, pool: config ? String(pods) : '-', seconds, outcomes };
-  if (config) {
-    const ok = outcomes.filter((o) => o.code === 0).map((o) => bare(o.address!));
-    const twice = duplicates(ok);
-    if (twice.length > 0) row.verdict = `DUPLICATES: ${twice.slice(0, 5).join(', ')}`;
-  }
-  return row;
+  c.seconds += Number(process.hrtime.bigint() - started) / 1e9;
+  c.outcomes.push(...outcomes);
+}
+
+/** DEL of the containers `tag`-0 .. `tag`-(count-1) by `procs` processes. */
+async function dels(label: string, procs: number, count: number, config: object, tag: string): Promise<Row> {
+  const started = process.hrtime.bigint();
+  const outcomes = await fleet(procs, count, (k, w) => ({ verb: 'DEL', config, containerId: `${tag}-${k}`, node: `node-${w}`, env: { UNDERLAY_IPAM_STATS: '1' } }));
+  return { label, procs, pool: '', seconds: Number(process.hrtime.bigint() - started) / 1e9, outcomes };
 }
 
 const configOf = (name: string, ipam: Record<string, unknown>) => ({ cniVersion: '1.1.0', name, type: 'whereabouts', ipam: { type: 'whereabouts', ...ipam } });
@@ -111,66 +134,64 @@ function describeFailures(row: Row): void {
   console.log(`  ${row.label} (${row.procs} procs): ${bad.length} failed, by code: ${[...codes].map(([c, n]) => `${c} x${n}`).join(', ')}; first: ${bad[0]!.stdout.slice(0, 300)}`);
 }
 
-async function processes(pods: number, members: number): Promise<void> {
+async function processes(pods: number, members: number, rounds: number): Promise<void> {
   requireBuild();
   const hello = bareSea();
-  const etcd = await startEtcd({ members });
+  const etcd = await startEtcd({ members, extraFlags: ETCD_FLAGS });
   const fileDir = mkdtempSync(join(tmpdir(), 'underlay-bench-etcd-file-'));
   const endpoints = etcd.endpoints;
   const loadBefore = loadavg()[0]!;
   try {
     const etcdVersion = execFileSync('etcd', ['--version'], { encoding: 'utf8' }).split('\n')[0];
-    console.log(`\netcd: allocator processes of the built executable, ${pods} ADDs per row, each process its own NODENAME`);
-    console.log(`${etcdVersion}, ${members === 1 ? 'one member' : `${members} members`} on loopback; file store in ${tmpdir()}; load average ${loadBefore.toFixed(1)} at the start`);
-    const rows: Row[] = [];
+    console.log(`\netcd: allocator processes of the built executable, ${pods} ADDs per row in ${rounds} slices, the rows taking turns; each process its own NODENAME`);
+    console.log(`${etcdVersion}, ${members === 1 ? 'one member' : `${members} members`} on loopback (${ETCD_FLAGS.join(' ')}); file store in ${tmpdir()}; load average ${loadBefore.toFixed(1)} at the start`);
+    // Every row's ADDs go in `rounds` slices, the rows taking turns: the load of a shared machine
+    // drifts within minutes, and each row then meets the same mix of it.
     let second = 80;
     const exact = exactRange(second++, pods);
-    rows.push(await processFill('bare Node 24 SEA (ceiling)', 10, pods, 'hello', undefined, hello));
-    const fileRow = await processFill('file store, IPs = pods', 10, pods, 'file', configOf('bench-file', { range: exact.range, ...(exact.range_end && { range_end: exact.range_end }), file_store_dir: fileDir }));
-    rows.push(fileRow);
-    let headline: Row | undefined;
+    const ceiling = candidate('bare Node 24 SEA (ceiling)', 10, '-', 'hello', undefined, hello);
+    const fileRow = candidate('file store, IPs = pods', 10, String(pods), 'file', configOf('bench-file', { range: exact.range, ...(exact.range_end && { range_end: exact.range_end }), file_store_dir: fileDir }));
+    const etcdRows: Array<Candidate & { poolName: string }> = [];
     for (const procs of [10, 4, 1]) {
       for (const spare of [false, true]) {
         const r = exactRange(second++, spare ? 4 * pods : pods);
         const config = configOf(`bench-${procs}-${spare ? 'spare' : 'exact'}`, { range: r.range, ...(r.range_end && { range_end: r.range_end }), etcd_endpoints: endpoints });
-        const row = await processFill(`etcd, ${spare ? `spare IPs (${r.range})` : `IPs = pods (${r.range})`}`, procs, pods, `e${procs}${spare ? 's' : 'x'}`, config);
-        row.pool = String(spare ? 4 * pods : pods);
-        const held = (await poolsOf(endpoints)).find((p) => p.name === r.pool)?.used;
-        if (held !== pods - failed(row).length && !row.verdict) row.verdict = `store holds ${held} leases`;
-        rows.push(row);
-        if (procs === 1 && !spare) {
-          // A few DELs one at a time: what a DEL costs without contention.
-          const started = process.hrtime.bigint();
-          const count = Math.min(50, pods);
-          const dels = await fleet(1, count, (k) => ({ verb: 'DEL', config, containerId: `e1x-${k}`, node: 'node-0', env: { UNDERLAY_IPAM_STATS: '1' } }));
-          rows.push({ label: `etcd, DEL of ${count} of that fill`, procs: 1, pool: String(pods), seconds: Number(process.hrtime.bigint() - started) / 1e9, outcomes: dels });
-        }
-        if (procs === 10 && !spare) {
-          headline = row;
-          // DEL of that fill, as the same 10 nodes would: requests per DEL.
-          const started = process.hrtime.bigint();
-          const dels = await fleet(10, pods, (k, w) => ({ verb: 'DEL', config, containerId: `e10x-${k}`, node: `node-${w}`, env: { UNDERLAY_IPAM_STATS: '1' } }));
-          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-          rows.push({ label: `etcd, DEL of that fill`, procs: 10, pool: String(pods), seconds, outcomes: dels });
-          const left = (await poolsOf(endpoints)).find((p) => p.name === r.pool)?.used;
-          if (left !== 0) rows[rows.length - 1]!.verdict = `store still holds ${left} leases`;
-        }
+        const label = `etcd, ${spare ? `spare IPs (${r.range})` : `IPs = pods (${r.range})`}`;
+        etcdRows.push({ ...candidate(label, procs, String(spare ? 4 * pods : pods), `e${procs}${spare ? 's' : 'x'}`, config), poolName: r.pool });
       }
     }
+    const candidates: Candidate[] = [ceiling, fileRow, ...etcdRows];
+    for (let i = 0; i < rounds; i++) {
+      const size = Math.floor((pods * (i + 1)) / rounds) - Math.floor((pods * i) / rounds);
+      for (const c of candidates) await round(c, size);
+    }
+    for (const row of [fileRow, ...etcdRows]) {
+      const twice = duplicates(row.outcomes.filter((o) => o.code === 0).map((o) => bare(o.address!)));
+      if (twice.length > 0) row.verdict = `DUPLICATES: ${twice.slice(0, 5).join(', ')}`;
+    }
+    for (const row of etcdRows) {
+      const held = (await poolsOf(endpoints)).find((p) => p.name === row.poolName)?.used;
+      if (held !== pods - failed(row).length) row.verdict = `${row.verdict ?? ''} store holds ${held} leases`.trim();
+    }
+    const head = etcdRows[0]!;
+    const lone = etcdRows[4]!;
+    // DEL of the 10-process fill by 10 processes, and of 50 of the 1-process fill one at a time.
+    const delRow = await dels('etcd, DEL of the 10-process fill', 10, pods, head.config!, head.tag);
+    delRow.pool = String(pods);
+    const left = (await poolsOf(endpoints)).find((p) => p.name === head.poolName)?.used;
+    if (left !== 0) delRow.verdict = `store still holds ${left} leases`;
+    const loneDel = await dels(`etcd, DEL of ${Math.min(50, pods)} of the 1-process fill`, 1, Math.min(50, pods), lone.config!, lone.tag);
+    loneDel.pool = String(pods);
+    const rows: Row[] = [ceiling, fileRow, head, delRow, ...etcdRows.slice(1, 5), loneDel, etcdRows[5]!];
     printRows(rows);
     for (const row of rows) describeFailures(row);
     console.log('p50/p99: wall time of one process, spawn to exit; requests: HTTP requests to etcd; retries: conflicts plus calls that found the store unavailable');
     console.log(`load average ${loadavg()[0]!.toFixed(1)} at the end (2 cores)`);
 
-    const ceiling = rows[0]!;
-    const head = headline!;
-    const delRow = rows.find((r) => r.label.startsWith('etcd, DEL') && r.procs === 10)!;
-    const lone = rows.find((r) => r.label.startsWith('etcd, IPs = pods') && r.procs === 1)!;
-    const loneDel = rows.find((r) => r.label.startsWith('etcd, DEL') && r.procs === 1)!;
     console.log(`requests per ADD: ${perAlloc(lone, sumOf(lone, 'requests'))} alone, ${perAlloc(head, sumOf(head, 'requests'))} with 10 procs; per DEL: ${perAlloc(loneDel, sumOf(loneDel, 'requests'))} alone, ${perAlloc(delRow, sumOf(delRow, 'requests'))} with 10 procs`);
     const ratio = rate(head) / rate(fileRow);
     console.log(`target: etcd fill rate >= file store fill rate (10 procs, IPs = pods): ${ratio >= 1 ? 'met' : 'missed'} (${rate(head).toFixed(1)} vs ${rate(fileRow).toFixed(1)} allocations/s, ${ratio.toFixed(2)}x${ratio < 1 ? `, ${((1 - ratio) * 100).toFixed(0)}% short` : ''})`);
-    for (const row of rows.filter((r) => r.label.startsWith('etcd, ') && !r.label.includes('DEL'))) {
+    for (const row of etcdRows) {
       const p99 = percentile(times(row), 99);
       const over = p99 - P99_PROCESS_MS;
       console.log(`target: p99 <= ${P99_PROCESS_MS} ms, ${row.label}, ${row.procs} procs: ${over <= 0 ? 'met' : 'missed'} (${p99.toFixed(0)} ms${over > 0 ? `, ${over.toFixed(0)} ms over` : ''}; ${perAlloc(row, sumOf(row, 'conflicts'))} conflicts per allocation; bare SEA p99 ${percentile(times(ceiling), 99).toFixed(0)} ms)`);
@@ -246,10 +267,10 @@ async function simulated(label: string, verb: 'ADD' | 'DEL', nodes: number, tota
 }
 
 async function scale(allocations: number, nodes: number): Promise<void> {
-  const etcd: EtcdCluster = await startEtcd({ members: 3 });
+  const etcd: EtcdCluster = await startEtcd({ members: 3, extraFlags: ETCD_FLAGS });
   try {
     const endpoints = etcd.endpoints;
-    console.log(`\netcd, the store alone: ${nodes} simulated nodes allocating concurrently in one process (ipamPlugin.add), 3-member etcd on loopback`);
+    console.log(`\netcd, the store alone: ${nodes} simulated nodes allocating concurrently in one process (ipamPlugin.add), 3-member etcd on loopback (${ETCD_FLAGS.join(' ')}); load average ${loadavg()[0]!.toFixed(1)}`);
     console.log('each ADD opens and closes its own etcd client (the IPAM API takes no store and no node identity: the nodes differ by their pods)');
     // The same /16 work by 1 and by 10 nodes first, each on its own /16: how contention scales.
     const fewer: Row[] = [];
@@ -309,7 +330,7 @@ export async function main(args: ReadonlyArray<string>): Promise<void> {
   };
   const pods = Number(option('--pods', '1000'));
   const members = Number(option('--members', '1'));
-  await processes(pods, members);
+  if (!args.includes('--no-processes')) await processes(pods, members, Number(option('--rounds', '5')));
   if (!args.includes('--no-scale')) await scale(Number(option('--scale', '10000')), Number(option('--nodes', '50')));
 }
 
