@@ -91,25 +91,27 @@ describe('allocators on one etcd member that is stopped, killed and restarted, t
 
     let running = true;
     const adds: Tracked[] = [];
-    // from: etcd is gone (the stop or kill returned); down: until the restart began; to: it answers again.
-    const outages: Array<{ how: string; from: number; down: number; to: number }> = [];
+    // began: the stop or kill was sent; from: etcd is gone; down: until the restart began; to: it answers again.
+    const outages: Array<{ how: string; began: number; from: number; down: number; to: number }> = [];
     const fleetDone = allocate(config, 'f', env, 0.25, () => running, adds);
     await until(() => adds.length >= 80);
     // Down for longer than two deadlines: ADDs that start then must give up with 11.
+    let began = Date.now();
     await etcd.stop(0);
     let from = Date.now();
     await sleep(2 * DEADLINE_MS + 3000); // ADDs in flight hang on to their deadline, then the next ones start
     let down = Date.now();
     await etcd.start(0);
-    outages.push({ how: 'stopped', from, down, to: Date.now() });
+    outages.push({ how: 'stopped', began, from, down, to: Date.now() });
     const afterFirst = adds.length;
     await until(() => adds.length >= afterFirst + 80);
+    began = Date.now();
     await etcd.kill(0);
     from = Date.now();
     await sleep(2000);
     down = Date.now();
     await etcd.start(0);
-    outages.push({ how: 'killed -9', from, down, to: Date.now() });
+    outages.push({ how: 'killed -9', began, from, down, to: Date.now() });
     const afterSecond = adds.length;
     await until(() => adds.length >= afterSecond + 60);
     running = false;
@@ -119,7 +121,7 @@ describe('allocators on one etcd member that is stopped, killed and restarted, t
     const lived = adds.filter((a) => a.signal === null);
     const succeeded = lived.filter((a) => a.code === 0);
     const tryAgain = lived.filter((a) => a.code !== 0);
-    const during = (a: Tracked) => outages.some((o) => a.startedAt < o.to && a.endedAt > o.from);
+    const during = (a: Tracked) => outages.some((o) => a.startedAt < o.to && a.endedAt > o.began);
     // Started with etcd gone, their deadline (set a little after the spawn) over before the restart
     // began: these can only fail.
     const inside = lived.filter((a) => outages.some((o) => a.startedAt >= o.from && a.startedAt + DEADLINE_MS + 1000 < o.down));
@@ -127,7 +129,7 @@ describe('allocators on one etcd member that is stopped, killed and restarted, t
     const slowestInside = Math.max(...lived.map((a) => a.stats?.ms ?? 0));
     console.log(
       `${adds.length} ADDs: ${succeeded.length} succeeded, ${tryAgain.length} failed with 11 (${inside.length} of them started with etcd down), ${killed.length} killed with -9; ` +
-      `outages ${outages.map((o) => `${o.how} ${((o.to - o.from) / 1000).toFixed(1)} s`).join(', ')}; slowest ADD ${slowest.toFixed(0)} ms, of it in the IPAM ${slowestInside} ms (deadline ${DEADLINE_MS} ms)`,
+      `outages ${outages.map((o) => `${o.how} ${((o.to - o.began) / 1000).toFixed(1)} s`).join(', ')}; slowest ADD ${slowest.toFixed(0)} ms, of it in the IPAM ${slowestInside} ms (deadline ${DEADLINE_MS} ms)`,
     );
 
     // Whatever the store did, an ADD that lived either succeeded or said "try again later", in time.
