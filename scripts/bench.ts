@@ -1,9 +1,10 @@
-// npm run bench -- [startup|ipam|macvlan|sriov|kubernetes|all] [args]: benchmarks printed side by side, as ratios.
+// npm run bench -- [startup|ipam|macvlan|sriov|etcd|kubernetes|all] [args]: benchmarks printed side by side, as ratios.
 const benches: Record<string, () => Promise<{ main(args: ReadonlyArray<string>): unknown }>> = {
   startup: () => import('./bench/startup.ts'),
   ipam: () => import('./bench/ipam.ts'),
   macvlan: () => import('./bench/macvlan.ts'),
   sriov: () => import('./bench/sriov.ts'),
+  etcd: () => import('./bench/etcd.ts'),
   kubernetes: () => import('./bench/kubernetes.ts'),
 };
 
