@@ -238,6 +238,7 @@ async function simulated(label: string, verb: 'ADD' | 'DEL', nodes: number, tota
   let next = 0;
   const cpu = process.cpuUsage();
   const started = process.hrtime.bigint();
+  const ownNode = process.env.NODENAME;
   await catchingStats(stats, () => Promise.all(Array.from({ length: nodes }, async (_, n) => {
     for (let k = next++; k < total; k = next++) {
       const call = { verb, config: ipam, containerId: `${tag}-${k}`, node: `sim-${n}` } as const;
@@ -245,6 +246,8 @@ async function simulated(label: string, verb: 'ADD' | 'DEL', nodes: number, tota
       const t0 = process.hrtime.bigint();
       const outcome: Outcome = { call, code: 0, signal: null, stdout: '', stderr: '', ms: 0 };
       try {
+        // add() reads the node's identity before its first await, so each simulated node has its own.
+        process.env.NODENAME = call.node;
         if (verb === 'ADD') outcome.address = (await ipamPlugin.add(inv)).ips?.[0]?.address;
         else await ipamPlugin.del(inv);
       } catch (err) {
@@ -255,7 +258,10 @@ async function simulated(label: string, verb: 'ADD' | 'DEL', nodes: number, tota
       outcome.ms = Number(process.hrtime.bigint() - t0) / 1e6;
       outcomes[k] = outcome;
     }
-  })));
+  }))).finally(() => {
+    if (ownNode === undefined) delete process.env.NODENAME;
+    else process.env.NODENAME = ownNode;
+  });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const used = process.cpuUsage(cpu);
   const row: Row = { label, procs: nodes, pool: '', seconds, outcomes, stats, conflicts: retryStats.conflicts - conflictsBefore, outages: retryStats.outages - outagesBefore, cpuMs: (used.user + used.system) / 1000 };
@@ -271,7 +277,7 @@ async function scale(allocations: number, nodes: number): Promise<void> {
   try {
     const endpoints = etcd.endpoints;
     console.log(`\netcd, the store alone: ${nodes} simulated nodes allocating concurrently in one process (ipamPlugin.add), 3-member etcd on loopback (${ETCD_FLAGS.join(' ')}); load average ${loadavg()[0]!.toFixed(1)}`);
-    console.log('each ADD opens and closes its own etcd client (the IPAM API takes no store and no node identity: the nodes differ by their pods)');
+    console.log('each ADD opens and closes its own etcd client; each simulated node has its own NODENAME, so its scans start at its own shard');
     // The same /16 work by 1 and by 10 nodes first, each on its own /16: how contention scales.
     const fewer: Row[] = [];
     for (const [n, second] of [[1, 94], [10, 95]] as const) {
