@@ -39,6 +39,11 @@ export interface PoolOps {
 
 export async function opsFor(store: IpamStore, target: PoolTarget, deadline: number): Promise<PoolOps> {
   if (!isSharded(target.range)) return SINGLE_RECORD;
-  if (await store.readPool(indexName(target.name), deadline)) return SHARDED;
-  return (await store.readPool(target.name, deadline)) ? SINGLE_RECORD : SHARDED;
+  const index = indexName(target.name);
+  if (await store.readPool(index, deadline)) return SHARDED;
+  if (!(await store.readPool(target.name, deadline))) return SHARDED;
+  // A record of the pool's name and no index: a one-record pool, or the first shard of a pool an ADD
+  // began sharding after the index was read. The index is written before any shard, so reading it
+  // again, now that the record has been seen, tells them apart (a one-record pool costs one more read).
+  return (await store.readPool(index, deadline)) ? SHARDED : SINGLE_RECORD;
 }
