@@ -197,7 +197,7 @@ async function gc(inv: Invocation): Promise<void> {
   if (!opened) return;
   const { config } = opened;
   const { collectGarbage } = await import('./gc/collect.ts');
-  const outcome = await withStore(opened.store, (store) => collectGarbage(store, targetsOf(config), config.network, valid, operationDeadline()));
+  const outcome = await withStore(opened.store, (store) => collectGarbage(store, targetsOf(config), config.network, valid, operationDeadline(), nodeName()));
   log.info(`GC: released ${outcome.released} leases, removed ${outcome.orphansRemoved} orphaned records`);
 }
 

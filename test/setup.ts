@@ -6,11 +6,17 @@
 // line no test took fails that test. Elsewhere untaken lines are counted, and the file ends with one
 // line saying how many (UNDERLAY_TEST_STDERR=show prints them as they come).
 //
+// NODENAME: see below.
+//
 // /var/lib/cni: podman's CNI library keeps its result cache in /var/lib/cni/results, a path podman
 // 4.3 does not let us move. When a file's run made that directory and left it empty, it goes.
 import { existsSync, readdirSync, rmdirSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { stderrCapture } from './helpers/fixture.ts';
+
+// The suite runs as one node (a test of several nodes sets NODENAME per call): CNI GC on a store the
+// nodes share judges only the leases of the node it runs on.
+process.env.NODENAME ??= 'test-node';
 
 const capture = stderrCapture();
 // A worker process may run several files: strictness is each file's own choice.

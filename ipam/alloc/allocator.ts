@@ -151,11 +151,12 @@ export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now:
   if (key !== undefined) {
     const held = pool.allocations[key]!;
     const change: Change = { set: [], remove: [] };
-    if (held.id !== who.id || held.network !== who.network || (who.uid !== undefined && held.poduid !== who.uid)) {
+    if (held.id !== who.id || held.network !== who.network || (who.uid !== undefined && held.poduid !== who.uid) || (who.node !== undefined && held.node !== who.node)) {
       // The lease now belongs to this container (a late DEL of the former one releases nothing: DEL
       // matches the current container ID only) and to the network that asked, whose GC judges it.
       const moved: Allocation = { ...held, id: who.id, ifname: who.ifname, network: who.network };
       if (who.uid !== undefined) moved.poduid = who.uid;
+      if (who.node !== undefined) moved.node = who.node;
       change.set.push([key, moved]);
     }
     return { kind: 'existing', offset: BigInt(key), change };
@@ -169,6 +170,7 @@ export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now:
 export function newAllocation(who: Claimant, now: string): Allocation {
   const allocation: Allocation = { id: who.id, podref: who.podref, ifname: who.ifname, since: now, network: who.network };
   if (who.uid !== undefined) allocation.poduid = who.uid;
+  if (who.node !== undefined) allocation.node = who.node;
   return allocation;
 }
 
@@ -190,11 +192,15 @@ export function planRemove(pool: PoolRecord, doomed: (allocation: Allocation) =>
 /**
  * GC. Dooms every lease of `network` whose (container ID, ifname) is not among the valid attachments.
  * Leases of other networks sharing the pool (same range, no network_name) and leases that name no
- * network (written by whereabouts) are not this GC's to judge, and are kept.
+ * network (written by whereabouts) are not this GC's to judge, and are kept. With `onlyNode` (a store the
+ * nodes share: the list names one node's attachments), so are the leases of any other node, and those
+ * that name no node.
  */
-export function notValidIn(network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>): (allocation: Allocation) => boolean {
+export function notValidIn(
+  network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>, onlyNode?: string,
+): (allocation: Allocation) => boolean {
   const keep = new Set(valid.map((a) => `${a.containerID}\u0000${a.ifname}`));
-  return (a) => a.network === network && !keep.has(`${a.id}\u0000${a.ifname ?? ''}`);
+  return (a) => a.network === network && (onlyNode === undefined || a.node === onlyNode) && !keep.has(`${a.id}\u0000${a.ifname ?? ''}`);
 }
 
 /** planRemove of what notValidIn dooms. */

@@ -29,15 +29,24 @@ export interface GcOutcome {
   orphansRemoved: number;
 }
 
-/** Releases the leases of `network` not in `valid`, pool by pool, then repairs orphaned records. */
+/**
+ * Releases the leases of `network` not in `valid`, pool by pool, then repairs orphaned records. `valid`
+ * lists the attachments of one node, `node`: on a store the nodes share, only that node's leases are
+ * judged (none when the node is unknown; the reconciler frees the others').
+ */
 export async function collectGarbage(
   store: IpamStore,
   targets: ReadonlyArray<PoolTarget>,
   network: string,
   valid: ReadonlyArray<{ containerID: string; ifname: string }>,
   deadline: number,
+  node: string | undefined,
 ): Promise<GcOutcome> {
-  const doomed = notValidIn(network, valid);
+  let doomed = notValidIn(network, valid, store.sharedByNodes ? node : undefined);
+  if (store.sharedByNodes && node === undefined) {
+    log.warn(`GC: ${store.description} holds every node's leases and this node's name is unknown (set NODENAME, or run \`underlay install\`), so GC releases none; the reconciler frees them`);
+    doomed = () => false;
+  }
   const grace = orphanGraceMs();
   let released = 0;
   let orphansRemoved = 0;

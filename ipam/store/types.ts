@@ -19,6 +19,12 @@ export const AllocationSchema = z.looseObject({
    * same name (a StatefulSet) has another UID, so its ADD does not take over the old pod's lease.
    */
   poduid: z.optional(z.string()),
+  /**
+   * Ours: the node whose runtime made the attachment (NODENAME, or what `underlay install` wrote). On a
+   * store the nodes share, CNI GC judges only its own node's leases: a runtime's valid-attachments list
+   * names the attachments of its node alone.
+   */
+  node: z.optional(z.string()),
 });
 export type Allocation = z.infer<typeof AllocationSchema>;
 
@@ -95,6 +101,8 @@ export interface IpamStore {
    * they fit, and otherwise writes them one by one in the order that keeps addresses unique.
    */
   readonly atomicWrites: number;
+  /** Whether other nodes keep their leases here too (etcd, Kubernetes), or only this node (the file store). */
+  readonly sharedByNodes: boolean;
   readPool(name: string, deadline: number): Promise<Versioned<PoolRecord> | undefined>;
   readReservation(name: string, deadline: number): Promise<Versioned<Reservation> | undefined>;
   /** Every pool whose name starts with `prefix` ("" for all), with its version, in name order. */

@@ -171,7 +171,7 @@ async function gcScaling(): Promise<void> {
       const pool = filledPool(range, leases);
       await seed(store, dir, target, pool);
       const valid = Object.values(pool.allocations).map((a) => ({ containerID: a.id, ifname: a.ifname ?? '' }));
-      totals.push(await cpuMsAsync(() => collectGarbage(store, [target], 'bench', valid, Date.now() + 600_000)));
+      totals.push(await cpuMsAsync(() => collectGarbage(store, [target], 'bench', valid, Date.now() + 600_000, undefined)));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

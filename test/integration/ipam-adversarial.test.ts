@@ -6,13 +6,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Claimant } from '../../ipam/alloc/allocator.ts';
 import { poolName } from '../../ipam/alloc/names.ts';
 import { resolveRange, type RangeInput } from '../../ipam/alloc/ranges.ts';
-import { indexName, shardName } from '../../ipam/alloc/shards.ts';
+import { shardName } from '../../ipam/alloc/shards.ts';
 import { opsFor } from '../../ipam/lease/pool.ts';
 import type { PoolTarget } from '../../ipam/lease/target.ts';
 import { collectGarbage } from '../../ipam/gc/collect.ts';
 import { ipamPlugin } from '../../ipam/plugin.ts';
 import { openKubernetesStore } from '../../ipam/store/kubernetes/store.ts';
 import type { IpamStore, Write } from '../../ipam/store/types.ts';
+import { takeStderr } from '../helpers/fixture.ts';
 import { type InvocationSpec, invocation } from '../helpers/ipam-invocation.ts';
 import { crdFiles, KubeApiServer, UNDERLAY_CRDS, WHEREABOUTS_CRDS } from '../helpers/kube-apiserver.ts';
 import { createPod, kubeconfigFile } from '../helpers/kube-pods.ts';
@@ -91,26 +92,45 @@ for (const store of stores) {
         await (await opsFor(records, T, soon())).release(records, T, O, soon()); // DEL O: on etcd N's one txn has not applied, so O's lease goes
         paused.resume();
         const lease = await adding;
-        const held = Object.entries((await readPool(records, T.name))!.value.allocations).filter(([, a]) => a.id === 'N').map(([k]) => k);
+        const shards = await records.listPools(T.name, soon());
+        const held = shards.flatMap((s) => Object.entries(s.value.allocations).filter(([, a]) => a.id === 'N').map(([k]) => k));
         expect(held).toEqual([lease.offset.toString()]); // fails: ['1', '2']
       });
     });
 
     describe('CNI GC on a store that more than one node shares', () => {
-      // The runtime's cni.dev/valid-attachments lists the attachments of ITS node. collectGarbage dooms
-      // every lease of the network not in that list (alloc/allocator.ts notValidIn), whichever node holds
-      // it: node 1's GC frees node 2's live lease of 10.30.0.2 (pool {1: n1-pod, 2: n2-pod} becomes
-      // {1: n1-pod}, reservation 10.30.0.2 deleted), and the next ADD anywhere gets 10.30.0.2 again.
-      // The file store is node-local, so only the shared stores are concerned.
-      const shared = store.kind !== 'file';
-      (shared ? it.fails : it.skip)('GC of one node frees no lease of a pod on another node', async () => {
+      // The runtime's cni.dev/valid-attachments lists the attachments of ITS node. Were every lease of
+      // the network not in that list doomed, node 1's GC would free node 2's live lease of 10.30.0.2, and
+      // the next ADD anywhere would get 10.30.0.2 again. The file store is node-local: its GC judges all.
+      const gcOn = async (node: string | undefined, ipam: Ipam, valid: string[]) => {
+        if (node === undefined) delete process.env.NODENAME;
+        else process.env.NODENAME = node;
+        await ipamPlugin.gc(invocation({ ipam, verb: 'GC', extra: { 'cni.dev/valid-attachments': valid.map((containerID) => ({ containerID, ifname: 'net1' })) } }));
+      };
+      const addOn = (node: string, ipam: Ipam, id: string) => {
+        process.env.NODENAME = node;
+        return addresses(ipam, { containerId: id, pod: `ns/${id}` });
+      };
+      const holders = async (ipam: Ipam) =>
+        Object.values((await readPool(await store.open(ipam), '10.30.0.0-24'))!.value.allocations).map((a) => a.id).sort();
+
+      it(store.kind === 'file' ? 'GC frees every lease not in the list: the store is this node\'s alone' : 'GC of one node frees its own dead leases and none of another node', async () => {
         const ipam = { type: 'whereabouts', range: '10.30.0.0/24', ...store.fresh() };
-        expect(await addresses(ipam, { containerId: 'n1-pod', pod: 'ns/n1-pod' })).toEqual(['10.30.0.1/24']); // on node 1
-        expect(await addresses(ipam, { containerId: 'n2-pod', pod: 'ns/n2-pod' })).toEqual(['10.30.0.2/24']); // on node 2
-        await ipamPlugin.gc(invocation({ ipam, verb: 'GC', extra: { 'cni.dev/valid-attachments': [{ containerID: 'n1-pod', ifname: 'net1' }] } }));
-        const records = await store.open(ipam);
-        expect(Object.values((await readPool(records, '10.30.0.0-24'))!.value.allocations).map((a) => a.id).sort()).toEqual(['n1-pod', 'n2-pod']); // fails: n2-pod's is gone
-        expect(await addresses(ipam, { containerId: 'n3-pod', pod: 'ns/n3-pod' })).toEqual(['10.30.0.3/24']);
+        expect(await addOn('node-1', ipam, 'n1-pod')).toEqual(['10.30.0.1/24']);
+        expect(await addOn('node-2', ipam, 'n2-pod')).toEqual(['10.30.0.2/24']);
+        expect(await addOn('node-1', ipam, 'n1-dead')).toEqual(['10.30.0.3/24']);
+        await gcOn('node-1', ipam, ['n1-pod']);
+        expect(await holders(ipam)).toEqual(store.kind === 'file' ? ['n1-pod'] : ['n1-pod', 'n2-pod']);
+        expect(await addOn('node-1', ipam, 'n3-pod')).toEqual([store.kind === 'file' ? '10.30.0.2/24' : '10.30.0.3/24']);
+      });
+
+      (store.kind === 'file' ? it.skip : it)('GC on a node whose name is unknown releases nothing, and says why', async () => {
+        const ipam = { type: 'whereabouts', range: '10.30.0.0/24', ...store.fresh() };
+        expect(await addOn('node-1', ipam, 'n1-dead')).toEqual(['10.30.0.1/24']);
+        takeStderr();
+        await gcOn(undefined, ipam, []);
+        expect(takeStderr().join('')).toMatch(/this node's name is unknown \(set NODENAME/);
+        expect(await holders(ipam)).toEqual(['n1-dead']);
       });
     });
 
@@ -181,7 +201,7 @@ describe("the Kubernetes store under whereabouts' pruning CRDs", () => {
     const adding = take(A, paused, P);
     await paused.reached;
     const gcStore = pausing(records, (call) => call.method === 'commit' && isReservationDelete(call.writes?.[0]));
-    const gc = collectGarbage(gcStore, [A], 'n', [{ containerID: 'P', ifname: 'net1' }], soon());
+    const gc = collectGarbage(gcStore, [A], 'n', [{ containerID: 'P', ifname: 'net1' }], soon(), 'n1');
     await Promise.race([gcStore.reached, gc]); // a GC that deletes nothing never gets there
     paused.resume();
     expect((await adding).offset).toBe(1n);

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ipamPlugin } from '../../ipam/plugin.ts';
 import { type InvocationSpec, failure, invocation } from '../helpers/ipam-invocation.ts';
 import { createReservation, poolNames, readPool, reservationNames } from '../helpers/store.ts';
@@ -55,6 +55,15 @@ for (const store of stores) {
     });
 
     describe('IPv6', () => {
+      // One node alone: a node whose name is known starts a big pool at a shard of its own.
+      const node = process.env.NODENAME;
+      beforeEach(() => {
+        delete process.env.NODENAME;
+      });
+      afterEach(() => {
+        process.env.NODENAME = node;
+      });
+
       it('takes addresses from the upper half of fd00::/64 when range_start is fd00::8000:0:0:0', async () => {
         const ipam = { type: 'whereabouts', range: 'fd00::/64', range_start: 'fd00::8000:0:0:0', ...store.fresh() };
         expect(await addresses(ipam, { containerId: 'a' })).toEqual(['fd00::8000:0:0:0/64']);

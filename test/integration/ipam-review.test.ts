@@ -19,7 +19,7 @@ import { ipamPlugin } from '../../ipam/plugin.ts';
 import { resolveRange } from '../../ipam/alloc/ranges.ts';
 import { collectGarbage } from '../../ipam/gc/collect.ts';
 import { FileStore } from '../../ipam/store/file/store.ts';
-import type { IpamStore, Write } from '../../ipam/store/types.ts';
+import type { Allocation, IpamStore, Write } from '../../ipam/store/types.ts';
 import { type InvocationSpec, failure, invocation } from '../helpers/ipam-invocation.ts';
 import { createReservation, deleteReservation, poolNames, readPool, readReservation, replaceReservation, reservationNames, soon, writePool } from '../helpers/store.ts';
 import { scratchDir, useStores } from '../helpers/stores.ts';
@@ -196,21 +196,21 @@ for (const store of stores) {
       it('changes the index version, so the ADD cannot raise its hint over an address GC freed', async () => {
         const records = await store.open(store.fresh());
         const A = target('10.0.0.0/21', '', false);
-        const allocations: Record<string, { id: string; podref: string; ifname: string; network: string }> = {};
+        const allocations: Record<string, Allocation> = {};
         const valid: Array<{ containerID: string; ifname: string }> = [];
         for (let i = 1; i <= 1023; i++) {
-          allocations[i] = { id: `c${i}`, podref: `ns/p${i}`, ifname: 'net1', network: 'n' };
+          allocations[i] = { id: `c${i}`, podref: `ns/p${i}`, ifname: 'net1', network: 'n', node: 'n1' };
           if (i !== 7) valid.push({ containerID: `c${i}`, ifname: 'net1' });
         }
         await writePool(records, indexName(A.name), emptyIndex(A.range), undefined); // a pool Underlay keeps in shards
         await writePool(records, A.name, { range: A.range.cidr, allocations }, undefined);
-        const who = (id: string): Claimant => ({ id, podref: `ns/${id}`, ifname: 'net1', network: 'n' });
+        const who = (id: string): Claimant => ({ id, podref: `ns/${id}`, ifname: 'net1', network: 'n', node: 'n1' });
         valid.push({ containerID: 'X', ifname: 'net1' });
         // X has read the index and seen shard 0 full; it stops just before raising its hint.
         const paused = pausing(records, (call) => call.method === 'commit' && isIndexWrite(call.writes?.[0]) && call.writes?.[0]?.expected !== undefined);
         const x = take(A, paused, who('X'));
         await paused.reached;
-        expect((await collectGarbage(records, [A], 'n', valid, soon())).released).toBe(1);
+        expect((await collectGarbage(records, [A], 'n', valid, soon(), 'n1')).released).toBe(1);
         paused.resume();
         await x;
         expect((await take(A, records, who('Y'))).offset).toBe(7n);

@@ -34,6 +34,9 @@ function intercept(store: IpamStore, around: Around): IpamStore {
     get atomicWrites() {
       return store.atomicWrites;
     },
+    get sharedByNodes() {
+      return store.sharedByNodes;
+    },
     readPool: (name, deadline) => via({ method: 'readPool', name }, () => store.readPool(name, deadline)),
     readReservation: (name, deadline) => via({ method: 'readReservation', name }, () => store.readReservation(name, deadline)),
     listPools: (prefix, deadline) => via({ method: 'listPools', name: prefix }, () => store.listPools(prefix, deadline)),

@@ -15,6 +15,8 @@ export class MemoryData {
 export class MemoryStore implements IpamStore {
   readonly description = 'memory store (tests)';
   readonly atomicWrites: number;
+  /** Like etcd's, its records are shared by every instance over the same data, as by nodes. */
+  readonly sharedByNodes = true;
   private readonly data: MemoryData;
 
   constructor(data: MemoryData, atomicWrites = 1) {

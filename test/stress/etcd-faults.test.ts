@@ -3,8 +3,8 @@
 //  - One etcd member, stopped (SIGTERM) and started again mid-run, later killed with -9 and started
 //    again, while allocators are killed with -9 at random moments. Every ADD ends within its deadline
 //    (UNDERLAY_IPAM_DEADLINE_MS) plus process start-up, and one that does not succeed fails with code 11;
-//    no address is ever leased twice (the answers, the pool, its reservations); GC with the successful
-//    ADDs as the valid attachments leaves exactly their leases and reservations.
+//    no address is ever leased twice (the answers, the pool, its reservations); each node's GC with its
+//    successful ADDs as the valid attachments leaves exactly their leases and reservations.
 //  - A 3-member cluster, all three in etcd_endpoints, losing its leader to kill -9 twice mid-run: no
 //    ADD fails, no address twice.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -146,9 +146,13 @@ describe('allocators on one etcd member that is stopped, killed and restarted, t
     await expectNoAddressTwice(etcd.endpoints, '10.71.0.0-22', succeeded);
     const leasedBefore = (await leasesOf(etcd.endpoints, '10.71.0.0-22')).length;
 
-    const valid = succeeded.map((a) => ({ containerID: a.call.containerId, ifname: 'net1' }));
-    const gc = await start({ verb: 'GC', config: { ...config, 'cni.dev/valid-attachments': valid }, containerId: 'gc', node: 'node-0', env: { UNDERLAY_IPAM_ORPHAN_GRACE_MS: '0' } }).done;
-    expect([gc.code, gc.stdout]).toEqual([0, '']);
+    // Each node's runtime runs its own GC with the attachments of that node, and judges that node's leases.
+    for (let w = 0; w < NODES; w++) {
+      const node = `node-${w}`;
+      const valid = succeeded.filter((a) => a.call.node === node).map((a) => ({ containerID: a.call.containerId, ifname: 'net1' }));
+      const gc = await start({ verb: 'GC', config: { ...config, 'cni.dev/valid-attachments': valid }, containerId: `gc-${w}`, node, env: { UNDERLAY_IPAM_ORPHAN_GRACE_MS: '0' } }).done;
+      expect([gc.code, gc.stdout]).toEqual([0, '']);
+    }
     const leases = await leasesOf(etcd.endpoints, '10.71.0.0-22');
     console.log(`GC: ${leasedBefore} leases before (${leasedBefore - succeeded.length} of killed or failed ADDs), ${leases.length} after`);
     expect(leases.map((l) => `${l.address} ${l.containerID}`).sort()).toEqual(succeeded.map((a) => `${bare(a.address!)} ${a.call.containerId}`).sort());

@@ -32,6 +32,8 @@ import { useStores, type StoreFixture } from '../helpers/stores.ts';
 
 const SCOPE = 'chaos';
 const NETWORK = 'n';
+/** One node runs every pod: its GC's valid attachments are all the live ones. */
+const NODE = 'chaos-node';
 function target(input: RangeInput, overlapping = true): PoolTarget {
   const range = resolveRange(input, 'ipam');
   return { name: poolName(SCOPE, range.cidr), range, networkName: SCOPE, overlapping };
@@ -101,6 +103,7 @@ function chaotic(store: IpamStore, random: () => number, faults: boolean, killAt
   return {
     description: store.description,
     atomicWrites: store.atomicWrites,
+    sharedByNodes: store.sharedByNodes,
     readPool: (name, deadline) => via(() => store.readPool(name, deadline)),
     readReservation: (name, deadline) => via(() => store.readReservation(name, deadline)),
     listPools: (prefix, deadline) => via(() => store.listPools(prefix, deadline)),
@@ -137,6 +140,7 @@ class Tracer {
       close: () => store.close(),
       description: store.description,
       atomicWrites: store.atomicWrites,
+      sharedByNodes: store.sharedByNodes,
       readPool: async (name, deadline) => {
         const found = await store.readPool(name, deadline);
         if (found) this.remember(name, found.version, found.value);
@@ -209,7 +213,7 @@ async function chaos(fixture: StoreFixture, TARGETS: PoolTarget[], seed: number)
   // starts after it was made (a runtime's GC sees every attachment it has; none is in flight unseen).
   const everyId = [0, 1, 2, 3].flatMap((client) => Array.from({ length: STEPS * 2 }, (_, n) => `k${client}-x${n}`));
   const deadline = () => Date.now() + OP_DEADLINE_MS;
-  const who = (i: Pick<Instance, 'podref' | 'uid'>, id: string): Claimant => ({ id, podref: i.podref, ifname: 'net1', network: NETWORK, uid: i.uid });
+  const who = (i: Pick<Instance, 'podref' | 'uid'>, id: string): Claimant => ({ id, podref: i.podref, ifname: 'net1', network: NETWORK, uid: i.uid, node: NODE });
   const podGone = async (podref: string, uid: string) => api.get(podref) !== uid;
 
   const clean = await fixture.open(ipam);
@@ -383,7 +387,7 @@ async function chaos(fixture: StoreFixture, TARGETS: PoolTarget[], seed: number)
         if (gc) {
           const valid = everyId.filter((id) => !dead.has(id)).map((containerID) => ({ containerID, ifname: 'net1' }));
           stats.gcs++;
-          stats.gcReleased += (await collectGarbage(store, TARGETS, NETWORK, valid, deadline())).released;
+          stats.gcReleased += (await collectGarbage(store, TARGETS, NETWORK, valid, deadline(), NODE)).released;
           note('GC done');
         } else {
           stats.reconciles++;
@@ -427,7 +431,7 @@ async function chaos(fixture: StoreFixture, TARGETS: PoolTarget[], seed: number)
 
   // GC of exactly the live attachments, with no ADD in flight: every other lease goes.
   process.env.UNDERLAY_IPAM_ORPHAN_GRACE_MS = '0';
-  await collectGarbage(clean, TARGETS, NETWORK, [...live.values()].map((i) => ({ containerID: i.container, ifname: 'net1' })), Date.now() + 30_000);
+  await collectGarbage(clean, TARGETS, NETWORK, [...live.values()].map((i) => ({ containerID: i.container, ifname: 'net1' })), Date.now() + 30_000, NODE);
   const after = new Set<string>();
   for (const record of await clean.listPools(`${SCOPE}-`, Date.now() + 10_000)) {
     if (roleOf(record.name).kind === 'shard') for (const a of Object.values(record.value.allocations)) after.add(a.id);

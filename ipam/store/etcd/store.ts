@@ -39,6 +39,7 @@ const REVISION = /^[1-9]\d{0,18}$/;
 export class EtcdStore implements IpamStore {
   readonly description: string;
   readonly atomicWrites = ETCD_MAX_TXN_OPS;
+  readonly sharedByNodes = true;
   readonly prefix: string;
   private readonly gateway: EtcdGateway;
 

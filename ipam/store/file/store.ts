@@ -50,6 +50,7 @@ type Kind = 'pool' | 'reservation';
 export class FileStore implements IpamStore {
   readonly description: string;
   readonly atomicWrites = 1;
+  readonly sharedByNodes = false;
   readonly root: string;
   private readonly dirs: Record<Kind, string>;
   private readonly lockTimeoutMs: number;

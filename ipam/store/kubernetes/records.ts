@@ -66,7 +66,7 @@ export function objectFor(name: string, namespace: string, spec: PoolRecord | Re
   return { metadata: { ...carried, name, namespace, ...(resourceVersion !== undefined && { resourceVersion }) }, spec };
 }
 
-const OURS_ON_LEASES = ['since', 'network', 'poduid'] as const;
+const OURS_ON_LEASES = ['since', 'network', 'poduid', 'node'] as const;
 
 /**
  * Whether the server dropped Underlay's fields from the leases it was sent: the sign of whereabouts'

@@ -60,6 +60,7 @@ let warnedPruning = false;
 export class KubernetesStore implements IpamStore {
   readonly description: string;
   readonly atomicWrites = 1;
+  readonly sharedByNodes = true;
   private readonly client: KubeClient;
   private readonly namespace: string;
   /** Metadata a PUT must send back, by kind and name, with the resourceVersion it was seen at. */
@@ -177,7 +178,7 @@ export class KubernetesStore implements IpamStore {
       const stored = await this.call(() => this.put(kind, write.name, write.value, write.expected, deadline));
       if (write.kind === 'pool' && kind === R.IPPOOL && !warnedPruning && R.prunedLeaseFields(write.value, stored)) {
         warnedPruning = true;
-        log.warn(`${this.description}: the IPPool CRD in force drops Underlay's lease fields (since, network, poduid); apply Underlay's deploy/crds to keep them`);
+        log.warn(`${this.description}: the IPPool CRD in force drops Underlay's lease fields (since, network, poduid, node); apply Underlay's deploy/crds to keep them`);
       }
       this.remember(kind, stored);
       return [this.versionOf(kind, stored)];
