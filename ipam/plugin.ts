@@ -14,7 +14,7 @@ import { loadIpamConfig, type IpamConfig } from './config/load.ts';
 import { IPAM_ARGS } from './config/static.ts';
 import { opsFor, type PoolOps } from './lease/pool.ts';
 import { operationDeadline, retryStats } from './lease/retry.ts';
-import type { Lease, PoolTarget } from './lease/target.ts';
+import type { Lease, PodGone, PoolTarget } from './lease/target.ts';
 import type { PodLiveness } from '../lib/kube/pods.ts';
 import { openStore } from './store/open.ts';
 import { StoreUnavailable, type IpamStore } from './store/types.ts';
@@ -124,7 +124,7 @@ async function add(inv: Invocation): Promise<Result> {
   const config = loadIpamConfig(inv);
   const who = claimantOf(inv);
   const pods = await podLivenessOf(config);
-  const podGone = pods && ((podref: string, uid: string, deadline: number) => pods.gone(podref, uid, deadline));
+  const podGone: PodGone | undefined = pods && ((podref, uid, successor, deadline) => pods.gone(podref, uid, successor, deadline));
   return withStore(openStore(config), async (store) => {
     const deadline = operationDeadline();
     const leases: Array<[PoolTarget, Lease, PoolOps]> = [];

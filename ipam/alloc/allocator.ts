@@ -109,6 +109,12 @@ export function lowestFree(pool: PoolRecord, range: IpRange, skip: ReadonlySet<s
 export const findByPod = (pool: PoolRecord, who: Pick<Claimant, 'podref' | 'ifname' | 'uid'>): string | undefined =>
   findKey(pool, (a) => sameInstance(a, who));
 
+/**
+ * A lease of this pod's name that names no UID, held by another container, while the ADD knows its
+ * UID: whereabouts wrote it, or whereabouts' CRD dropped ours. It may be an earlier pod's of that name.
+ */
+const ofUnknownInstance = (a: Allocation, who: Pick<Claimant, 'id' | 'uid'>): boolean => who.uid !== undefined && a.poduid === undefined && a.id !== who.id;
+
 export const findByContainer = (pool: PoolRecord, id: string, ifname: string): string | undefined =>
   findKey(pool, (a) => a.id === id && ifnameMatches(a, ifname));
 
@@ -137,8 +143,17 @@ const findKey = (pool: PoolRecord, match: (allocation: Allocation) => boolean): 
  * plans with `takeover`. A force-deleted pod's object is gone at once, whatever its containers do:
  * that is the operator's word that it no longer runs.
  */
-export const findPredecessor = (pool: PoolRecord, who: Pick<Claimant, 'podref' | 'ifname' | 'uid'>): string | undefined =>
-  who.uid === undefined ? undefined : findKey(pool, (a) => a.podref === who.podref && a.poduid !== undefined && a.poduid !== who.uid && ifnameMatches(a, who.ifname));
+export const findPredecessor = (pool: PoolRecord, who: Pick<Claimant, 'id' | 'podref' | 'ifname' | 'uid'>): string | undefined =>
+  who.uid === undefined
+    ? undefined
+    : findKey(pool, (a) => a.podref === who.podref && ifnameMatches(a, who.ifname) && (a.poduid === undefined ? a.id !== who.id : a.poduid !== who.uid));
+
+export interface AssignOptions {
+  /** The lease of a gone predecessor to take over (see findPredecessor). */
+  takeover?: string | undefined;
+  /** A lease of unknown instance (no UID) is not this pod's: the caller asks the cluster (findPredecessor). */
+  careful?: boolean;
+}
 
 /**
  * ADD. A pod instance that already holds a lease on this interface gets it back, now recorded under
@@ -146,8 +161,8 @@ export const findPredecessor = (pool: PoolRecord, who: Pick<Claimant, 'podref' |
  * taking over its gone predecessor's lease (`takeover`, see findPredecessor); otherwise the lowest free
  * offset. `skip` holds offsets found reserved by an overlapping pool during this attempt.
  */
-export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now: string, skip?: ReadonlySet<string>, takeover?: string): AssignPlan {
-  const key = takeover ?? findByPod(pool, who);
+export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now: string, skip?: ReadonlySet<string>, options: AssignOptions = {}): AssignPlan {
+  const key = options.takeover ?? (options.careful ? findKey(pool, (a) => sameInstance(a, who) && !ofUnknownInstance(a, who)) : findByPod(pool, who));
   if (key !== undefined) {
     const held = pool.allocations[key]!;
     const change: Change = { set: [], remove: [] };

@@ -112,7 +112,8 @@ async function removeOrphans(store: IpamStore, targets: ReadonlyArray<PoolTarget
       // Only addresses of this config's own ranges are judged.
       if (!addr || !ranges.some((range) => offsetOf(range, addr) !== undefined)) continue;
       if (!inScope(found.value.networkname, networkName, found.name)) continue;
-      const since = found.value.since ? Date.parse(found.value.since) : Number.NaN;
+      const recorded = found.value.since ?? found.created;
+      const since = recorded ? Date.parse(recorded) : Number.NaN;
       if (Number.isFinite(since) && now - since < grace) continue;
       if (leasedTo(pools, addr.family, addr.value, found.value.podref)) continue;
       if ((await commitOne(store, deleteWrite(found, found.name), deadline)) !== false) {

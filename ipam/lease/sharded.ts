@@ -29,7 +29,7 @@ import { CONFLICT, withRetries } from './retry.ts';
 import { removeFromShard } from './shard-records.ts';
 import { SHARDED_READS } from './shard-reads.ts';
 import type { PoolOps } from './pool.ts';
-import { exhausted, reservationOf, type Lease, type PodGone, type PoolTarget } from './target.ts';
+import { exhausted, isSent, reservationOf, type Lease, type PodGone, type PoolTarget, type Sent } from './target.ts';
 
 /** Removes the lease at `offset` if the container `id` still holds it (rollback, withdrawal). */
 const removeOwn = (store: IpamStore, target: PoolTarget, offset: bigint, id: string, deadline: number) =>
@@ -38,9 +38,15 @@ const removeOwn = (store: IpamStore, target: PoolTarget, offset: bigint, id: str
 /** reuse found the claim stale or its address taken: allocate afresh within the same attempt. */
 const FRESH = Symbol('fresh');
 
+/** What an ADD's attempts share: the lease the last one wrote (see Sent). */
+interface Progress {
+  sent?: Sent | undefined;
+}
+
 /** ADD when the pod's claim exists: the lease it names (now this container's), or FRESH. */
 async function reuse(
   store: IpamStore, target: PoolTarget, who: Claimant, claim: Versioned<Reservation>, skip: Set<string>, now: string, deadline: number, takeover: boolean,
+  progress: Progress,
 ): Promise<Lease | typeof CONFLICT | typeof FRESH> {
   const offset = claimedOffset(claim, who.podref);
   if (offset === undefined) return FRESH;
@@ -64,7 +70,7 @@ async function reuse(
     }
     if (judged !== 'current') writes.push(judged);
   }
-  const plan = planAssign({ range: shard.pool.range, allocations: { [key]: held } }, target.range, who, now, undefined, key);
+  const plan = planAssign({ range: shard.pool.range, allocations: { [key]: held } }, target.range, who, now, undefined, { takeover: key });
   if (plan.kind === 'existing' && plan.change.set.length > 0) {
     writes.push(poolWrite(shardName(target.name, shardOf(offset)), withAllocatable(applyChange(shard.pool, plan.change), target.range), shard.version));
   }
@@ -73,7 +79,27 @@ async function reuse(
   if (claim.value.containerid !== who.id || claim.value.poduid !== who.uid) {
     writes.push(replaceWrite(claimName(target.name, who.podref, who.ifname), claim.version, reservationFor(who, now, key)));
   }
-  return (await commitAdd(store, writes, deadline)) ? { offset, existing: true } : CONFLICT;
+  const granted = progress.sent?.fresh === true && isSent(progress.sent, offset, held, who.id);
+  if (!granted) progress.sent = { offset, since: held.since, fresh: false };
+  return (await commitAdd(store, writes, deadline)) ? { offset, existing: !granted } : CONFLICT;
+}
+
+/**
+ * An earlier attempt of reuse moved the lease `sent` to this container, but the claim does not name it:
+ * written one by one, the lease went first and the claim swap lost a race (a DEL of the pod's former
+ * container dropped the claim it was replacing). The lease is this ADD's, so it gets its claim rather
+ * than the pod a second lease; FRESH when the lease is not this container's.
+ */
+async function finishSent(
+  store: IpamStore, target: PoolTarget, who: Claimant, claim: Versioned<Reservation> | undefined, sent: Sent, now: string, deadline: number,
+): Promise<Lease | typeof CONFLICT | typeof FRESH> {
+  const key = sent.offset.toString();
+  const shard = await readForWrite(store, target, shardName(target.name, shardOf(sent.offset)), deadline);
+  if (!isSent(sent, sent.offset, shard.pool.allocations[key], who.id)) return FRESH;
+  const name = claimName(target.name, who.podref, who.ifname);
+  const mine = reservationFor(who, now, key);
+  const write = claim ? replaceWrite(name, claim.version, mine) : createWrite(name, mine);
+  return (await commitAdd(store, [write], deadline)) ? { offset: sent.offset, existing: !sent.fresh } : CONFLICT;
 }
 
 /**
@@ -103,18 +129,25 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
   const skip = new Set<string>();
   const claim = claimName(target.name, who.podref, who.ifname);
   let attempts = 0;
+  const progress: Progress = {};
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const contended = attempts++ > 0; // an earlier attempt lost a race (or met an outage)
     const now = new Date().toISOString();
     const index = await ensureIndex(store, target, deadline);
     let existing = await store.readReservation(claim, deadline);
+    // A fresh lease needs no finishing: its claim is written before it (lease/sharded.ts's order).
+    if (progress.sent && !progress.sent.fresh && claimedOffset(existing, who.podref) !== progress.sent.offset) {
+      const finished = await finishSent(store, target, who, existing, progress.sent, now, deadline);
+      if (finished !== FRESH) return finished;
+      progress.sent = undefined;
+    }
     // The claim of an earlier pod of the same name (another UID): unless the API says that pod is gone
     // (then its lease is taken over), it may still run (terminating on a lost node), so its lease is not
     // ours. This pod gets its own, and the claim is handed over by compare-and-swap; the earlier pod's
     // DEL finds its lease by scanning, GC or the reconciler frees it otherwise.
-    const takeover = existing !== undefined && podGone !== undefined && isPredecessorClaim(existing.value, who) && (await podGone(who.podref, existing.value.poduid!, deadline));
+    const takeover = existing !== undefined && podGone !== undefined && isPredecessorClaim(existing.value, who) && (await podGone(who.podref, existing.value.poduid, who.uid!, deadline));
     if (existing && (sameInstance(existing.value, who) || takeover)) {
-      const reused = await reuse(store, target, who, existing, skip, now, deadline, takeover);
+      const reused = await reuse(store, target, who, existing, skip, now, deadline, takeover, progress);
       if (reused !== FRESH) return reused;
       existing = await store.readReservation(claim, deadline);
     }
@@ -151,6 +184,7 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
       existing ? replaceWrite(claim, existing.version, mine) : createWrite(claim, mine),
       poolWrite(shardName(target.name, shardOf(offset)), withAllocatable(applyChange(snapshot.pool, { set: [[key, newAllocation(who, now)]], remove: [] }), target.range), snapshot.version),
     ];
+    progress.sent = { offset, since: now, fresh: true };
     if (!(await commitAdd(store, writes, deadline))) return CONFLICT;
     if (target.overlapping && !fitsOneCommit(store, writes.length) && !(await stillOurs(store, reservationOf(target, offset), who, now, target.networkName, deadline))) {
       await removeOwn(store, target, offset, who.id, deadline);

@@ -17,7 +17,7 @@ import { commitAdd, fitsOneCommit, poolWrite, readForRead, readForWrite } from '
 import { removeWithRetries, type Drop } from './remove.ts';
 import { judgeReservation, stillOurs } from './reservations.ts';
 import { CONFLICT, withRetries } from './retry.ts';
-import { exhausted, reservationOf, type Lease, type PodGone, type PoolTarget, type Released } from './target.ts';
+import { exhausted, isSent, reservationOf, type Lease, type PodGone, type PoolTarget, type Released, type Sent } from './target.ts';
 
 const reservationDrops = (target: PoolTarget) => (released: ReadonlyArray<Released>): Drop[] =>
   target.overlapping ? released.map(([offset, owner]) => ({ name: reservationOf(target, offset), owner })) : [];
@@ -36,14 +36,18 @@ const removeOwn = (store: IpamStore, target: PoolTarget, offset: bigint, id: str
 
 async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, deadline: number, podGone?: PodGone): Promise<Lease> {
   const skip = new Set<string>();
+  let sent: Sent | undefined;
   return withRetries(`ipam: pool ${target.name}`, deadline, async () => {
     const now = new Date().toISOString();
     const stored = await readForWrite(store, target, target.name, deadline);
     let pool = stored.pool;
-    let plan = planAssign(pool, target.range, who, now, skip);
+    // Where the cluster can be asked, a lease of this pod's name that names no UID (whereabouts wrote
+    // it, or its CRD dropped ours) is not taken for this pod instance's without asking.
+    const careful = podGone !== undefined;
+    let plan = planAssign(pool, target.range, who, now, skip, { careful });
     const predecessor = plan.kind === 'new' && podGone ? findPredecessor(pool, who) : undefined;
-    if (predecessor !== undefined && (await podGone!(who.podref, pool.allocations[predecessor]!.poduid!, deadline))) {
-      plan = planAssign(pool, target.range, who, now, skip, predecessor);
+    if (predecessor !== undefined && (await podGone!(who.podref, pool.allocations[predecessor]!.poduid, who.uid!, deadline))) {
+      plan = planAssign(pool, target.range, who, now, skip, { takeover: predecessor });
     }
     const writes: Write[] = [];
     for (;;) {
@@ -63,11 +67,15 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
         pool = applyChange(pool, { set: [], remove: [key] });
       }
       skip.add(key);
-      plan = planAssign(pool, target.range, who, now, skip);
+      plan = planAssign(pool, target.range, who, now, skip, { careful });
     }
     if (pool !== stored.pool || !isEmptyChange(plan.change)) writes.push(poolWrite(target.name, withAllocatable(applyChange(pool, plan.change), target.range), stored.version));
+    // An earlier attempt's lease whose reply was lost: granted by this ADD all the same.
+    const granted = plan.kind === 'new' || (sent?.fresh === true && isSent(sent, plan.offset, stored.pool.allocations[plan.offset.toString()], who.id));
+    if (plan.kind === 'new') sent = { offset: plan.offset, since: now, fresh: true };
     if (!(await commitAdd(store, writes, deadline))) return CONFLICT;
-    if (target.overlapping && plan.kind === 'new' && !fitsOneCommit(store, writes.length)) {
+    // The reservation and the lease went in separate commits: check the reservation is still ours.
+    if (target.overlapping && granted && !fitsOneCommit(store, plan.kind === 'new' ? writes.length : 2)) {
       if (!(await stillOurs(store, reservationOf(target, plan.offset), who, now, target.networkName, deadline))) {
         // GC took our reservation for an orphan and another pool claimed the address meanwhile: withdraw.
         await removeOwn(store, target, plan.offset, who.id, deadline);
@@ -75,7 +83,7 @@ async function acquire(store: IpamStore, target: PoolTarget, who: Claimant, dead
         return CONFLICT;
       }
     }
-    return { offset: plan.offset, existing: plan.kind === 'existing' };
+    return { offset: plan.offset, existing: !granted };
   });
 }
 

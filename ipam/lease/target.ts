@@ -23,10 +23,30 @@ export interface Lease {
 }
 
 /**
- * Asks the cluster whether the pod `podref` with `uid` is gone for good (lib/kube/pods.ts); without a
- * cluster to ask, a pod re-created under its name never takes over its predecessor's address.
+ * Asks the cluster whether the earlier pod `podref` whose lease `successor` (a pod UID) would take over
+ * is gone for good (lib/kube/pods.ts): the pod of UID `uid`, or, when the lease names no UID, any pod
+ * of that name but the successor. Without a cluster to ask, a pod re-created under its name never takes
+ * over its predecessor's address.
  */
-export type PodGone = (podref: string, uid: string, deadline: number) => Promise<boolean>;
+export type PodGone = (podref: string, uid: string | undefined, successor: string, deadline: number) => Promise<boolean>;
+
+/**
+ * The lease an ADD last wrote, remembered across its retries. A commit can apply and its reply be lost
+ * (behind a network), and on a store that applies one write at a time an ADD can lose a race after its
+ * lease write applied: the retry then meets that lease and must know it as its own work, so that a
+ * lease it granted is not taken for one the pod had before (a failed ADD gives back only new ones).
+ */
+export interface Sent {
+  offset: bigint;
+  /** The lease's `since` as written: with the container ID it tells this write from any other. */
+  since: string | undefined;
+  /** Granted by this ADD, not held by the pod before it. */
+  fresh: boolean;
+}
+
+/** Is `held`, at `offset`, the lease `sent` wrote for container `id`? */
+export const isSent = (sent: Sent | undefined, offset: bigint, held: Allocation | undefined, id: string): sent is Sent =>
+  sent !== undefined && sent.offset === offset && held !== undefined && held.id === id && held.since === sent.since;
 
 /** A lease that left its pool: its offset and the allocation it was. */
 export type Released = [offset: bigint, allocation: Allocation];

@@ -68,6 +68,12 @@ export interface Versioned<T> {
 
 export interface Named<T> extends Versioned<T> {
   name: string;
+  /**
+   * When the record was created, where the store keeps that apart from the record (Kubernetes'
+   * creationTimestamp; listings of reservations only). GC reads a reservation's age from it when the
+   * record carries no `since` (whereabouts wrote it, or whereabouts' CRD dropped ours).
+   */
+  created?: string;
 }
 
 /**

@@ -27,6 +27,7 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   finalizers?: string[];
   ownerReferences?: unknown[];
+  creationTimestamp?: string;
   deletionTimestamp?: string;
   [key: string]: unknown;
 }

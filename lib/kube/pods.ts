@@ -10,8 +10,11 @@ import { inClusterConnection, loadKubeconfig } from './kubeconfig.ts';
 export const PODS: ResourceType = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
 
 export interface PodLiveness {
-  /** True only when the API says no pod `namespace/name` with `uid` exists. */
-  gone(podref: string, uid: string, deadline: number): Promise<boolean>;
+  /**
+   * True only when the API says no pod `namespace/name` with `uid` exists; for `uid` undefined (a
+   * lease that names no UID), when the API's pod of that name is `successor` or there is none.
+   */
+  gone(podref: string, uid: string | undefined, successor: string, deadline: number): Promise<boolean>;
   close(): void;
 }
 
@@ -20,23 +23,23 @@ export function podLiveness(kubeconfig: string | undefined): PodLiveness {
   let client: Promise<KubeClient> | undefined;
   const answers = new Map<string, Promise<boolean>>();
   const connect = () => (client ??= (kubeconfig ? loadKubeconfig(kubeconfig) : Promise.resolve(inClusterConnection())).then((c) => new KubeClient(c)));
-  async function ask(podref: string, uid: string, deadline: number): Promise<boolean> {
+  async function ask(podref: string, uid: string | undefined, successor: string, deadline: number): Promise<boolean> {
     const slash = podref.indexOf('/');
     if (slash <= 0) return false; // a container ID, not a pod: nothing to ask
     try {
       const pod = await (await connect()).get(PODS, podref.slice(slash + 1), deadline, podref.slice(0, slash));
-      return pod.metadata.uid !== uid;
+      return uid === undefined ? pod.metadata.uid === successor : pod.metadata.uid !== uid;
     } catch (err) {
       if (err instanceof KubeError && err.outcome === 'notFound') return true;
-      log.warn(`cannot tell whether pod ${podref} (uid ${uid}) is gone, so its address is kept for it: ${err instanceof Error ? err.message : String(err)}`);
+      log.warn(`cannot tell whether pod ${podref} (uid ${uid ?? 'unknown'}) is gone, so its address is kept for it: ${err instanceof Error ? err.message : String(err)}`);
       return false;
     }
   }
   return {
-    gone(podref, uid, deadline) {
-      const key = `${podref}\u0000${uid}`;
+    gone(podref, uid, successor, deadline) {
+      const key = `${podref}\u0000${uid ?? ''}\u0000${successor}`;
       let answer = answers.get(key);
-      if (!answer) answers.set(key, (answer = ask(podref, uid, deadline)));
+      if (!answer) answers.set(key, (answer = ask(podref, uid, successor, deadline)));
       return answer;
     },
     close() {

@@ -1,7 +1,7 @@
 // Adversarial review of the lease protocols (ipam/lease, ipam/gc, the plugin's verbs): interleavings
 // forced with the fault wrappers of test/store/faults.ts, on each store of test/helpers/stores.ts.
-// Every `it.fails` here is a way the promise breaks on the current code (its comment says exactly how);
-// it passes once the code is fixed, and then the `.fails` goes.
+// Each test's comment tells the interleaving that once broke a promise (an address twice, a lease
+// leaked or lost) and what must hold instead.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Claimant } from '../../ipam/alloc/allocator.ts';
 import { poolName } from '../../ipam/alloc/names.ts';
@@ -16,7 +16,7 @@ import type { IpamStore, Write } from '../../ipam/store/types.ts';
 import { takeStderr } from '../helpers/fixture.ts';
 import { type InvocationSpec, invocation } from '../helpers/ipam-invocation.ts';
 import { crdFiles, KubeApiServer, UNDERLAY_CRDS, WHEREABOUTS_CRDS } from '../helpers/kube-apiserver.ts';
-import { createPod, kubeconfigFile } from '../helpers/kube-pods.ts';
+import { createPod, deletePod, kubeconfigFile } from '../helpers/kube-pods.ts';
 import { readPool, readReservation, soon } from '../helpers/store.ts';
 import { useStores } from '../helpers/stores.ts';
 import { flaky, pausing } from '../store/faults.ts';
@@ -30,7 +30,8 @@ type Ipam = Record<string, unknown>;
 const addresses = async (ipam: Ipam, spec: Partial<InvocationSpec> = {}) => (await ipamPlugin.add(invocation({ ipam, ...spec }))).ips!.map((ip) => ip.address);
 const isLeaseWrite = (w: Write) => w.kind === 'pool' && !w.name.endsWith('-index');
 const isReservationDelete = (w: Write | undefined) => w?.kind === 'reservation' && w.value === null;
-const take = async (t: PoolTarget, store: IpamStore, who: Claimant) => (await opsFor(store, t, soon())).acquire(store, t, who, soon());
+const ops = (t: PoolTarget, store: IpamStore) => opsFor(store, t, soon());
+const take = async (t: PoolTarget, store: IpamStore, who: Claimant) => (await ops(t, store)).acquire(store, t, who, soon());
 
 const env = { ...process.env };
 afterEach(() => {
@@ -75,11 +76,11 @@ for (const store of stores) {
       // one, the reservation (-> N), the shard ({1: O} -> {1: N}), then the claim (-> N). Between the
       // last two, the old sandbox's DEL O runs: the claim names O, but offset 1 is N's now, so it
       // releases nothing, scans, and "finishes an earlier DEL" by deleting the claim (still O's). N's
-      // claim swap then conflicts; commitAdd answers "conflict" though the lease write applied, and the
-      // retry, finding no claim, allocates afresh: N ends with TWO leases, {1: N} and {2: N}, and
-      // answers 10.34.0.2. 10.34.0.1 stays leased to a live container: GC keeps it (N is valid), DEL N
-      // releases only the claimed one. On etcd the three writes are one txn, so nothing of it applies.
-      (store.kind === 'etcd' ? it : it.fails)('leaves the pod one lease, the one its claim names', async () => {
+      // claim swap then conflicts though its lease write applied. A retry that allocated afresh would
+      // leave N two leases, {1: N} and {2: N}, one of them never released by DEL N; the retry must
+      // know {1: N} as its own work and give it its claim. On etcd the three writes are one txn: the
+      // DEL releases O's lease before any of N's applies, and N's retry allocates once.
+      it('leaves the pod one lease, the one its claim names', async () => {
         const records = await store.open(store.fresh());
         const T = target('10.34.0.0/21');
         const O = pod('O', { podref: 'ns/sts-0', uid: 'u1' });
@@ -94,7 +95,8 @@ for (const store of stores) {
         const lease = await adding;
         const shards = await records.listPools(T.name, soon());
         const held = shards.flatMap((s) => Object.entries(s.value.allocations).filter(([, a]) => a.id === 'N').map(([k]) => k));
-        expect(held).toEqual([lease.offset.toString()]); // fails: ['1', '2']
+        expect(held).toEqual([lease.offset.toString()]);
+        expect(await ops(T, records).then((o) => o.find(records, T, N, soon()))).toBe(lease.offset);
       });
     });
 
@@ -136,12 +138,11 @@ for (const store of stores) {
 
     describe('an ADD whose pool write applied but whose answer was lost', () => {
       // A two-range ADD (ipRanges): the first range's commit applies, its reply is lost (flaky 'after');
-      // the retry re-reads the pool, finds the lease it just wrote and calls it `existing: true` (the pod
-      // "had it before"). The second range is exhausted, so the ADD fails and rolls back, and rollback
-      // keeps an existing lease: 10.31.0.1 stays leased to a container whose ADD failed (a leak until the
-      // runtime's DEL or GC; the DESIGN says a failed ADD keeps nothing).
+      // the retry re-reads the pool and finds the lease it just wrote. Taken for one the pod "had
+      // before" (existing), it would survive the rollback when the second range turns out exhausted:
+      // 10.31.0.1 leased to a container whose ADD failed. A failed ADD keeps nothing it granted.
       for (const cidr of ['10.31.0.0/24', '10.31.0.0/21']) {
-        it.fails(`is reported as a new lease, so a failed ADD gives it back (${cidr})`, async () => {
+        it(`is reported as a new lease, so a failed ADD gives it back (${cidr})`, async () => {
           const records = await store.open(store.fresh());
           const T = target(cidr);
           const who = pod('c1');
@@ -152,7 +153,8 @@ for (const store of stores) {
           expect(lease.offset).toBe(1n);
           await ops.rollback(records, T, lease, who, soon()); // the second range failed
           const ops2 = await opsFor(records, T, soon());
-          expect(await ops2.find(records, T, who, soon())).toBeUndefined(); // fails: c1 still holds 10.31.0.1
+          expect(lease.existing).toBe(false);
+          expect(await ops2.find(records, T, who, soon())).toBeUndefined();
         });
       }
     });
@@ -184,15 +186,14 @@ describe("the Kubernetes store under whereabouts' pruning CRDs", () => {
   };
 
   // GC spares an orphaned reservation younger than the grace period "because it may be an ADD's in
-  // flight", judged by `since`, which this CRD prunes; one without `since` is judged at once. Pools
-  // 10.32.0.0/24 (A) and 10.32.0.0/25 (B) overlap in scope "blue":
+  // flight", judged by `since`, which this CRD prunes (so the store reads the object's creation time).
+  // Pools 10.32.0.0/24 (A) and 10.32.0.0/25 (B) overlap in scope "blue":
   //   P (ADD in A): creates reservation blue-10.32.0.1 {containerid P}; about to write pool A.
   //   GC (any node; P's attachment is valid): lists the pools (no lease of .1), lists the
-  //      reservations (blue-10.32.0.1, no `since`: not young), decides it is an orphan; about to delete.
-  //   P: writes pool A {1: P}; stillOurs reads the reservation: P's. ADD returns 10.32.0.1.
-  //   GC: deletes blue-10.32.0.1 at the version it listed (unchanged): it succeeds.
-  //   Q (ADD in B): .1 is free in B and unreserved: Q gets 10.32.0.1 while P holds it in A.
-  it.fails('a GC next to an ADD in flight never deletes the reservation of the lease that ADD returns', async () => {
+  //      reservations: blue-10.32.0.1. Judged old for want of `since`, it would be deleted, after P
+  //      wrote pool A {1: P} and its ADD returned 10.32.0.1, and Q (ADD in B, where .1 is free and
+  //      now unreserved) would get 10.32.0.1 too.
+  it('a GC next to an ADD in flight never deletes the reservation of the lease that ADD returns', async () => {
     const records = await open();
     const A = target('10.32.0.0/24');
     const B = target('10.32.0.0/25');
@@ -211,17 +212,28 @@ describe("the Kubernetes store under whereabouts' pruning CRDs", () => {
     expect((await take(B, records, pod('Q'))).offset).not.toBe(1n);
   });
 
-  // With poduid pruned from the IPPool, a lease no longer says which pod instance holds it, and
-  // findByPod (sameInstance) matches any pod of that name: a StatefulSet pod re-created while the old one
-  // still shows in the API (terminating on a lost node: it may still run) takes the old lease over at
-  // once, without asking the API (single.ts asks podGone only for a lease with another poduid): pool
-  // {1: c1 apps/db-0} becomes {1: c2 apps/db-0}, and two pods run with 10.33.0.1. The claim of a
-  // sharded pool keeps its poduid (Underlay's own kind), so only one-record pools are concerned.
-  it.fails('a pod re-created under its name gets another address while the old pod still exists', async () => {
-    const ipam = { type: 'whereabouts', range: '10.33.0.0/24', kubernetes: { kubeconfig: kubeconfig.path } };
-    const old = createPod(server, 'apps/db-0', { nodeName: 'n1' });
+  // With poduid pruned from the IPPool, a lease no longer says which pod instance holds it. Matched by
+  // name alone, a StatefulSet pod re-created while the old one still shows in the API (terminating on a
+  // lost node: it may still run) would take the old lease over at once, and two pods would run with
+  // 10.33.0.1. So such a lease is the new pod's only when the API's pod of that name is the new one.
+  // The claim of a sharded pool keeps its poduid (Underlay's own kind): only one-record pools are concerned.
+  describe('a lease whose pod UID the CRD dropped', () => {
+    const ipam = () => ({ type: 'whereabouts', range: '10.33.0.0/24', kubernetes: { kubeconfig: kubeconfig.path } });
     const args = (uid: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=apps;K8S_POD_NAME=db-0;K8S_POD_UID=${uid}`;
-    expect(await addresses(ipam, { containerId: 'c1', args: args(old) })).toEqual(['10.33.0.1/24']);
-    expect(await addresses(ipam, { containerId: 'c2', args: args('uid-of-the-successor') })).not.toEqual(['10.33.0.1/24']); // fails
+    it('is not taken over by a pod re-created under its name while the old pod still exists, then is once it is gone', async () => {
+      const old = createPod(server, 'apps/db-0', { nodeName: 'n1' });
+      expect(await addresses(ipam(), { containerId: 'c1', args: args(old) })).toEqual(['10.33.0.1/24']);
+      expect(await addresses(ipam(), { containerId: 'c2', args: args('uid-of-the-successor') })).toEqual(['10.33.0.2/24']);
+      deletePod(server, 'apps/db-0', { force: true });
+      const successor = createPod(server, 'apps/db-0', { nodeName: 'n2' });
+      expect(await addresses(ipam(), { containerId: 'c3', args: args(successor) })).toEqual(['10.33.0.1/24']);
+      deletePod(server, 'apps/db-0', { force: true });
+    });
+    it("goes back to the same pod's new sandbox, which the API shows as that pod", async () => {
+      const pod = createPod(server, 'apps/db-0', { nodeName: 'n1' });
+      const [address] = await addresses(ipam(), { containerId: 's1', args: args(pod) });
+      expect(await addresses(ipam(), { containerId: 's2', args: args(pod) })).toEqual([address]);
+      deletePod(server, 'apps/db-0', { force: true });
+    });
   });
 });

@@ -185,7 +185,8 @@ export function describeStoreContract(label: string, open: () => Promise<IpamSto
       expect(await s.listPools(`${base}-none`, soon())).toEqual([]);
 
       const reservations = await s.listReservations(base, soon());
-      expect(reservations).toEqual([{ name: `${base}-r`, value: reservation('ns/r'), version: (await s.readReservation(`${base}-r`, soon()))!.version }]);
+      // A store that keeps a creation time apart from the record adds it to listings (Named.created).
+      expect(reservations.map(({ name, value, version }) => ({ name, value, version }))).toEqual([{ name: `${base}-r`, value: reservation('ns/r'), version: (await s.readReservation(`${base}-r`, soon()))!.version }]);
 
       // "" lists every record: ours among them, the whole listing in name order.
       const everything = (await s.listPools('', soon())).map((p) => p.name);

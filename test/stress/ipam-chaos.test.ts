@@ -214,7 +214,8 @@ async function chaos(fixture: StoreFixture, TARGETS: PoolTarget[], seed: number)
   const everyId = [0, 1, 2, 3].flatMap((client) => Array.from({ length: STEPS * 2 }, (_, n) => `k${client}-x${n}`));
   const deadline = () => Date.now() + OP_DEADLINE_MS;
   const who = (i: Pick<Instance, 'podref' | 'uid'>, id: string): Claimant => ({ id, podref: i.podref, ifname: 'net1', network: NETWORK, uid: i.uid, node: NODE });
-  const podGone = async (podref: string, uid: string) => api.get(podref) !== uid;
+  // As the API answers (lib/kube/pods.ts): the pod of that UID is gone; for a lease without one, the pod of that name is the successor.
+  const podGone = async (podref: string, uid: string | undefined, successor: string) => (uid === undefined ? api.get(podref) === successor : api.get(podref) !== uid);
 
   const clean = await fixture.open(ipam);
   const base = await Promise.all(Array.from({ length: 5 }, () => fixture.open(ipam)));

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { strictStderr, takeStderr } from '../helpers/fixture.ts';
 import { parseAddr } from '../../ipam/alloc/addr.ts';
 import {
-  applyChange, emptyPool, lowestFree, planAssign, planCollect, planRelease, usage, type Claimant,
+  applyChange, emptyPool, findPredecessor, lowestFree, notValidIn, planAssign, planCollect, planRelease, planRemove, usage, type Claimant,
 } from '../../ipam/alloc/allocator.ts';
 import { isAllocatable, resolveRange, type IpRange } from '../../ipam/alloc/ranges.ts';
 import type { PoolRecord } from '../../ipam/store/types.ts';
@@ -54,6 +54,22 @@ describe('planAssign', () => {
     expect(planAssign(pool, range, { ...who('new', 'ns/p'), uid: 'u2' }, NOW)).toMatchObject({ kind: 'new', offset: 2n });
     expect(planAssign(pool, range, { ...who('new', 'ns/p'), uid: 'u1' }, NOW)).toMatchObject({ kind: 'existing', offset: 1n });
   });
+
+  it('with `careful`, takes a lease that names no UID for another pod\'s, unless it is this container\'s', () => {
+    const pool = take(emptyPool(range), range, who('old', 'ns/p')).pool; // no UID recorded
+    const asking = { ...who('new', 'ns/p'), uid: 'u2' };
+    expect(planAssign(pool, range, asking, NOW)).toMatchObject({ kind: 'existing', offset: 1n });
+    expect(planAssign(pool, range, asking, NOW, undefined, { careful: true })).toMatchObject({ kind: 'new', offset: 2n });
+    expect(findPredecessor(pool, asking)).toBe('1');
+    expect(planAssign(pool, range, { ...who('old', 'ns/p'), uid: 'u2' }, NOW, undefined, { careful: true })).toMatchObject({ kind: 'existing', offset: 1n });
+  });
+
+  it('records the node that asked, and moves the lease to the node of a new sandbox', () => {
+    const pool = take(emptyPool(range), range, { ...who('old', 'ns/p'), node: 'n1' }).pool;
+    expect(pool.allocations['1']?.node).toBe('n1');
+    const plan = planAssign(pool, range, { ...who('new', 'ns/p'), node: 'n2' }, NOW);
+    expect(plan.kind === 'existing' && plan.change.set[0]?.[1].node).toBe('n2');
+  });
 });
 
 describe('planRelease', () => {
@@ -86,6 +102,14 @@ describe('planCollect', () => {
     for (const c of [who('a'), who('b'), who('c', 'c', 'net1', 'other')]) pool = take(pool, range, c).pool;
     pool = { ...pool, allocations: { ...pool.allocations, 9: { id: 'legacy', podref: 'ns/x' } } };
     expect(planCollect(pool, 'n', [{ containerID: 'b', ifname: 'net1' }]).remove).toEqual(['1']);
+  });
+
+  it("judges only its own node's leases when told its node", () => {
+    const range = resolveRange({ range: '10.0.0.0/24' }, 'ipam');
+    let pool = emptyPool(range);
+    for (const c of [{ ...who('a'), node: 'n1' }, { ...who('b'), node: 'n2' }, who('c')]) pool = take(pool, range, c).pool;
+    expect(planRemove(pool, notValidIn('n', [], 'n1')).remove).toEqual(['1']);
+    expect(planRemove(pool, notValidIn('n', [])).remove).toEqual(['1', '2', '3']);
   });
 });
 

@@ -132,7 +132,9 @@ export class KubernetesStore implements IpamStore {
   }
 
   /** One LIST per kind; only the names each kind is for (as reads route them), by prefix, in name order. */
-  private async listKinds<T>(kinds: ResourceType[], route: (name: string) => ResourceType, prefix: string, deadline: number, decode: (k: ResourceType, o: KubeObject) => T): Promise<Array<Named<T>>> {
+  private async listKinds<T>(
+    kinds: ResourceType[], route: (name: string) => ResourceType, prefix: string, deadline: number, decode: (k: ResourceType, o: KubeObject) => T, withCreated = false,
+  ): Promise<Array<Named<T>>> {
     const lists = await Promise.all(kinds.map(async (kind) => {
       try {
         return { kind, items: (await this.call(() => this.client.list(kind, deadline))).items };
@@ -147,7 +149,8 @@ export class KubernetesStore implements IpamStore {
         const { name } = object.metadata;
         if (!name.startsWith(prefix) || route(name) !== kind) continue;
         this.remember(kind, object);
-        out.push({ name, value: decode(kind, object), version: this.versionOf(kind, object) });
+        const created = withCreated ? object.metadata.creationTimestamp : undefined;
+        out.push({ name, value: decode(kind, object), version: this.versionOf(kind, object), ...(typeof created === 'string' && { created }) });
       }
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -158,7 +161,7 @@ export class KubernetesStore implements IpamStore {
   }
 
   listReservations(prefix: string, deadline: number): Promise<Array<Named<Reservation>>> {
-    return this.listKinds([R.ADDRESS_RESERVATION, R.LEASE_CLAIM], R.reservationKind, prefix, deadline, R.reservationOf);
+    return this.listKinds([R.ADDRESS_RESERVATION, R.LEASE_CLAIM], R.reservationKind, prefix, deadline, R.reservationOf, true);
   }
 
   async commit(writes: ReadonlyArray<Write>, deadline: number): Promise<Array<string | undefined> | undefined> {
