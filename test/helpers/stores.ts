@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe } from 'vitest';
 import type { IpamStore } from '../../ipam/store/types.ts';
 import { startEtcd, type EtcdCluster } from './etcd.ts';
 import { KubeApiServer } from './kube-apiserver.ts';
@@ -207,4 +207,22 @@ export function useStores(kinds: ReadonlyArray<StoreKind> = STORE_KINDS): StoreF
     if (failed.length > 0) throw new AggregateError(failed.map((r): unknown => r.reason), 'stopping the store fixtures');
   });
   return fixtures;
+}
+
+/**
+ * describe(`on the <kind> store`) once per store of `kinds`, each started before its tests, for one
+ * test file (it calls useStores); process.env is restored after every test, which may set NODENAME or
+ * the IPAM's knobs.
+ */
+export function describeEachStore(body: (store: StoreFixture) => void, kinds: ReadonlyArray<StoreKind> = STORE_KINDS): void {
+  const env = { ...process.env };
+  afterEach(() => {
+    process.env = { ...env };
+  });
+  for (const store of useStores(kinds)) {
+    describe(`on the ${store.kind} store`, () => {
+      store.startBeforeAll();
+      body(store);
+    });
+  }
 }
