@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { decodeConfig } from '../lib/cni/config.ts';
 import { requireSupported } from '../lib/cni/version.ts';
+import { neutralize } from '../lib/log.ts';
 import { formatAddr, parseCidr, sizeOf } from './alloc/addr.ts';
 import { usage } from './alloc/allocator.ts';
 import { isClaimName, roleOf } from './alloc/shards.ts';
@@ -106,7 +107,9 @@ function counts(view: PoolView, config: IpamConfig | undefined): { used: bigint;
   return { used, free: capacity > used ? capacity - used : 0n };
 }
 
-function table(rows: ReadonlyArray<ReadonlyArray<string>>): string {
+/** Cells come from records anyone with write access to the store may have written: no escape reaches the terminal. */
+function table(cells: ReadonlyArray<ReadonlyArray<string>>): string {
+  const rows = cells.map((row) => row.map(neutralize));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
@@ -151,6 +154,7 @@ async function show(store: IpamStore, options: Options, deadline: number): Promi
       ifName: a.ifname ?? '',
       since: a.since ?? '',
       network: a.network ?? '',
+      node: a.node ?? '',
     }));
   if (options.json) {
     process.stdout.write(`${JSON.stringify({ pool: name, range: view.range, version: view.version, leases }, null, 2)}\n`);
@@ -159,8 +163,8 @@ async function show(store: IpamStore, options: Options, deadline: number): Promi
   const { free } = counts(view, options.config);
   process.stdout.write(`pool ${name}: range ${view.range}, ${leases.length} leased, ${free} free\n`);
   if (leases.length === 0) return 0;
-  const rows = leases.map((l) => [l.address, l.pod || '-', l.containerID.slice(0, 12), l.ifName || '-', l.since || '-', l.network || '-']);
-  process.stdout.write(table([['ADDRESS', 'POD', 'CONTAINER', 'IFNAME', 'SINCE', 'NETWORK'], ...rows]));
+  const rows = leases.map((l) => [l.address, l.pod || '-', l.containerID.slice(0, 12), l.ifName || '-', l.since || '-', l.network || '-', l.node || '-']);
+  process.stdout.write(table([['ADDRESS', 'POD', 'CONTAINER', 'IFNAME', 'SINCE', 'NETWORK', 'NODE'], ...rows]));
   return 0;
 }
 

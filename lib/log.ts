@@ -109,9 +109,10 @@ export function logValue(value: unknown): string {
 
 /**
  * The last pass over every line, whoever built it: no control character (a forged line, a terminal
- * escape), no invisible mark, no `$` or backtick (a shell expansion) survives as it is.
+ * escape), no invisible mark, no `$` or backtick (a shell expansion) survives as it is. Also for text
+ * of records shown on a terminal (`underlay ipam show`).
  */
-function neutralize(text: string): string {
+export function neutralize(text: string): string {
   return text.replace(UNSAFE_CHARS, (char) => {
     const code = char.charCodeAt(0);
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;

@@ -47,7 +47,7 @@ describe('underlay ipam --kubeconfig', () => {
         ['10.40.4.0', 'default/p-2', 'c2', 'net1', 'bignet'],
       ]);
       const whereabouts = await underlay(['ipam', 'show', '192.168.2.0-24', '--kubeconfig', file.path]);
-      expect(whereabouts.stdout).toMatch(/^192\.168\.2\.1\s+default\/web-0\s+aaaaaaaaaaaa\s+net1\s+-\s+-$/m);
+      expect(whereabouts.stdout).toMatch(/^192\.168\.2\.1\s+default\/web-0\s+aaaaaaaaaaaa\s+net1\s+-\s+-\s+-$/m);
       const missing = await underlay(['ipam', 'show', 'nope-24', '--kubeconfig', file.path]);
       expect([missing.exitCode, missing.stderr]).toEqual([1, expect.stringContaining('no pool "nope-24" in the Kubernetes API') as unknown]);
     } finally {
