@@ -166,12 +166,15 @@ export function planAssign(pool: PoolRecord, range: IpRange, who: Claimant, now:
   if (key !== undefined) {
     const held = pool.allocations[key]!;
     const change: Change = { set: [], remove: [] };
-    if (held.id !== who.id || held.network !== who.network || (who.uid !== undefined && held.poduid !== who.uid) || (who.node !== undefined && held.node !== who.node)) {
+    if (held.id !== who.id || held.network !== who.network || (who.uid !== undefined && held.poduid !== who.uid) || held.node !== who.node) {
       // The lease now belongs to this container (a late DEL of the former one releases nothing: DEL
       // matches the current container ID only) and to the network that asked, whose GC judges it.
       const moved: Allocation = { ...held, id: who.id, ifname: who.ifname, network: who.network };
       if (who.uid !== undefined) moved.poduid = who.uid;
+      // The node that took it over judges it on GC; a node of unknown name records none, so no other
+      // node's GC frees a lease now in use here.
       if (who.node !== undefined) moved.node = who.node;
+      else delete moved.node;
       change.set.push([key, moved]);
     }
     return { kind: 'existing', offset: BigInt(key), change };

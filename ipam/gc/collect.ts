@@ -32,7 +32,7 @@ export interface GcOutcome {
 /**
  * Releases the leases of `network` not in `valid`, pool by pool, then repairs orphaned records. `valid`
  * lists the attachments of one node, `node`: on a store the nodes share, only that node's leases are
- * judged (none when the node is unknown; the reconciler frees the others').
+ * judged (none when the node is unknown; in Kubernetes the reconciler frees the leases of gone pods).
  */
 export async function collectGarbage(
   store: IpamStore,
@@ -44,7 +44,7 @@ export async function collectGarbage(
 ): Promise<GcOutcome> {
   let doomed = notValidIn(network, valid, store.sharedByNodes ? node : undefined);
   if (store.sharedByNodes && node === undefined) {
-    log.warn(`GC: ${store.description} holds every node's leases and this node's name is unknown (set NODENAME, or run \`underlay install\`), so GC releases none; the reconciler frees them`);
+    log.warn(`GC: ${store.description} holds every node's leases and this node's name is unknown (set NODENAME, or run \`underlay install\`), so GC releases none of them; in Kubernetes, \`underlay reconcile\` frees those of pods that are gone`);
     doomed = () => false;
   }
   const grace = orphanGraceMs();

@@ -69,6 +69,12 @@ describe('planAssign', () => {
     expect(pool.allocations['1']?.node).toBe('n1');
     const plan = planAssign(pool, range, { ...who('new', 'ns/p'), node: 'n2' }, NOW);
     expect(plan.kind === 'existing' && plan.change.set[0]?.[1].node).toBe('n2');
+    // Taken over on a node whose name is unknown: node n1's GC must no longer judge it.
+    const unnamed = planAssign(pool, range, who('new', 'ns/p'), NOW);
+    if (unnamed.kind !== 'existing') throw new Error('expected the existing lease');
+    const moved = applyChange(pool, unnamed.change);
+    expect(moved.allocations['1']?.node).toBeUndefined();
+    expect(planRemove(moved, notValidIn('n', [], 'n1')).remove).toEqual([]);
   });
 });
 
