@@ -3,14 +3,12 @@
 // --kubeconfig, or --config FILE taking a network config). A big pool kept in shards is shown as the one
 // pool it is, under its whereabouts name. Free counts are of what the config that last leased in a pool
 // may hand out; with --config, exactly its ranges'.
-import { readFileSync } from 'node:fs';
-import { decodeConfig } from '../lib/cni/config.ts';
-import { requireSupported } from '../lib/cni/version.ts';
 import { neutralize } from '../lib/log.ts';
 import { formatAddr, parseCidr, sizeOf } from './alloc/addr.ts';
 import { usage } from './alloc/allocator.ts';
 import { isClaimName, roleOf } from './alloc/shards.ts';
-import { loadIpamConfig, type IpamConfig } from './config/load.ts';
+import type { IpamConfig } from './config/load.ts';
+import { ipamConfigFromFile } from './config/network-file.ts';
 import { DEFAULT_FILE_STORE_DIR } from './store/file/store.ts';
 import { openStore, type StoreChoice } from './store/open.ts';
 import type { Allocation, IpamStore, PoolRecord } from './store/types.ts';
@@ -31,16 +29,6 @@ interface Options {
   positional: string[];
 }
 
-/** The IPAM config of a network config file: its `ipam`, or the first plugin's of a conflist. */
-function configFrom(path: string): IpamConfig {
-  const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  const plugins = Array.isArray(raw.plugins) ? (raw.plugins as Array<Record<string, unknown>>) : [raw];
-  const plugin = plugins.find((p) => p.ipam !== undefined) ?? raw;
-  const { conf, raw: decoded } = decodeConfig(JSON.stringify({ ...plugin, cniVersion: raw.cniVersion ?? plugin.cniVersion, name: raw.name ?? plugin.name }));
-  const env = { command: 'STATUS' as const, containerId: '', netns: '', ifName: '', args: '', path: [] };
-  return loadIpamConfig({ raw: decoded, conf, env, cniVersion: requireSupported(conf.cniVersion) });
-}
-
 function parseOptions(args: ReadonlyArray<string>): Options | string {
   const file = (dir: string): StoreChoice => ({ datastore: 'file', datastoreReason: '--dir', fileStoreDir: dir, etcd: { endpoints: [] } });
   const options: Options = { json: false, choice: file(process.env.UNDERLAY_IPAM_DIR || DEFAULT_FILE_STORE_DIR), positional: [] };
@@ -56,7 +44,7 @@ function parseOptions(args: ReadonlyArray<string>): Options | string {
       if (flag === '--dir') options.choice = file(given);
       else if (flag === '--etcd') options.choice = { ...file(''), datastore: 'etcd', datastoreReason: '--etcd', etcd: { endpoints: given.split(',').filter(Boolean) } };
       else if (flag === '--kubeconfig') options.choice = { ...file(''), datastore: 'kubernetes', datastoreReason: '--kubeconfig', kubeconfig: given };
-      else options.choice = options.config = configFrom(given);
+      else options.choice = options.config = ipamConfigFromFile(given);
     } else if (flag.startsWith('-')) return `unknown option ${JSON.stringify(arg)}`;
     else options.positional.push(arg);
   }

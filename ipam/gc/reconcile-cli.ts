@@ -3,11 +3,9 @@
 // from the Kubernetes API: through --kubeconfig FILE, else the kubeconfig a --config's IPAM names, else
 // the service account of the pod it runs in. The pools are where the IPAM keeps them: the same
 // Kubernetes API unless --etcd, --dir or a --config naming another store says otherwise.
-import { readFileSync } from 'node:fs';
-import { decodeConfig } from '../../lib/cni/config.ts';
-import { requireSupported } from '../../lib/cni/version.ts';
 import type { KubeConnection } from '../../lib/kube/kubeconfig.ts';
-import { loadIpamConfig, type IpamConfig } from '../config/load.ts';
+import type { IpamConfig } from '../config/load.ts';
+import { ipamConfigFromFile } from '../config/network-file.ts';
 import { operationDeadline } from '../lease/retry.ts';
 import { openStore, type StoreChoice } from '../store/open.ts';
 import type { IpamStore } from '../store/types.ts';
@@ -41,16 +39,6 @@ interface Options {
 
 class UsageError extends Error {}
 
-/** The IPAM config of a network config file: its `ipam`, or that of the first plugin that has one. */
-function configFrom(path: string): IpamConfig {
-  const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  const plugins = Array.isArray(raw.plugins) ? (raw.plugins as Array<Record<string, unknown>>) : [raw];
-  const plugin = plugins.find((p) => p.ipam !== undefined) ?? raw;
-  const { conf, raw: decoded } = decodeConfig(JSON.stringify({ ...plugin, cniVersion: raw.cniVersion ?? plugin.cniVersion, name: raw.name ?? plugin.name }));
-  const env = { command: 'STATUS' as const, containerId: '', netns: '', ifName: '', args: '', path: [] };
-  return loadIpamConfig({ raw: decoded, conf, env, cniVersion: requireSupported(conf.cniVersion) });
-}
-
 export function parseReconcileOptions(args: ReadonlyArray<string>): Options | 'help' {
   const options: Options = { dryRun: false, json: false };
   const none = { datastoreReason: '', fileStoreDir: '', etcd: { endpoints: [] } };
@@ -73,7 +61,7 @@ export function parseReconcileOptions(args: ReadonlyArray<string>): Options | 'h
       const given = value();
       if (flag === '--dir') options.store = { ...none, datastore: 'file', datastoreReason: '--dir', fileStoreDir: given };
       else if (flag === '--etcd') options.store = { ...none, datastore: 'etcd', datastoreReason: '--etcd', etcd: { endpoints: given.split(',').filter(Boolean) } };
-      else options.store = configFrom(given);
+      else options.store = ipamConfigFromFile(given);
     } else throw new UsageError(`unknown ${flag.startsWith('-') ? 'option' : 'argument'} ${JSON.stringify(arg)}`);
   }
   if (options.poolNamespace !== undefined && options.store && options.store.datastore !== 'kubernetes') {
