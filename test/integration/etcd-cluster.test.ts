@@ -107,6 +107,32 @@ describe('etcd store on a 3-member cluster', () => {
     }
   });
 
+  it('holds a call begun while the cluster has no quorum until a leader is elected, within its deadline', async () => {
+    const cluster = await startEtcd({ members: 3 });
+    clusters.push(cluster);
+    const survivor = await cluster.leader();
+    const [gone, alsoGone] = [(survivor + 1) % 3, (survivor + 2) % 3];
+    const store = new EtcdStore({ endpoints: cluster.endpoints }, { startAt: survivor });
+    try {
+      await cluster.kill(gone);
+      await cluster.kill(alsoGone);
+      const started = Date.now();
+      const commit = store.commit([{ kind: 'reservation', name: 'quorum', expected: undefined, value: { podref: 'ns/quorum' } }], started + 20_000)
+        .then((versions) => versions, (err: unknown) => err);
+      // Longer than any one attempt may take, so every endpoint has failed at least once.
+      await sleep(3_000);
+      await cluster.start(gone);
+      // Applied (a version), or found applied by a retry after a member held it past an attempt's
+      // share (a conflict the caller re-reads): either way the call did not fail.
+      const outcome = await commit;
+      expect(outcome instanceof Error ? outcome.message : 'no error').toBe('no error');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
+      expect((await store.listReservations('quorum', Date.now() + 5_000)).map((r) => r.value)).toEqual([{ podref: 'ns/quorum' }]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('goes around a member that hangs (SIGSTOP) within each call\'s deadline', async () => {
     const cluster = await startEtcd({ members: 3 });
     clusters.push(cluster);

@@ -1,7 +1,8 @@
 // The etcd v3 JSON gateway over lib/http: POST a request to one endpoint after another until one
 // answers, authenticated when the config names a user. An endpoint that cannot be reached, or that
-// answers "no leader", "timed out" and the like, is skipped for the next within the same call; when
-// every endpoint failed, the call throws StoreUnavailable naming each and why. The endpoint that last
+// answers "no leader", "timed out" and the like, is skipped for the next within the same call, and
+// all are asked again after a pause while the deadline allows; when it passes, the call throws
+// StoreUnavailable naming each endpoint of the last round and why. The endpoint that last
 // answered is asked first next time, and each store starts at a random one (unless told) so nodes spread
 // their load.
 import { Code } from '../../../lib/cni/errors.ts';
@@ -20,6 +21,8 @@ import { AuthReplySchema } from './wire.ts';
  */
 const MIN_ATTEMPT_MS = 1_000;
 const MAX_ATTEMPT_MS = 2_000;
+/** The first pause before going around the endpoints again; it doubles up to eight times this. */
+const ROUND_PAUSE_MS = 100;
 
 type Settled = Exclude<Verdict, { kind: 'reauthenticate' } | { kind: 'no-auth' }>;
 type Login = { kind: 'ok'; token: string | undefined } | Exclude<Settled, { kind: 'ok' }>;
@@ -44,29 +47,48 @@ export class EtcdGateway {
     this.first = startAt === undefined ? Math.floor(Math.random() * count) : ((Math.trunc(startAt) % count) + count) % count;
   }
 
-  /** POSTs `body` to `path` and returns the parsed answer. */
+  /**
+   * POSTs `body` to `path` and returns the parsed answer. When every endpoint failed in a way that may
+   * pass and time is left, goes around them again after a pause: a cluster electing a new leader
+   * answers "leader changed" at once and serves again a second or so later.
+   */
   async post(path: string, body: unknown, deadline: number): Promise<unknown> {
     const payload = JSON.stringify(body);
-    const failures: string[] = [];
     const count = this.endpoints.length;
-    for (let k = 0; k < count; k++) {
-      const now = Date.now();
-      if (now >= deadline) break;
-      const index = (this.first + k) % count;
-      const endpoint = this.endpoints[index]!;
-      const left = count - k;
-      const share = Math.min(Math.max((deadline - now) / left, MIN_ATTEMPT_MS), MAX_ATTEMPT_MS);
-      const attemptDeadline = left === 1 ? deadline : Math.min(deadline, now + share);
-      const verdict = await this.attempt(endpoint, path, payload, attemptDeadline);
-      if (verdict.kind === 'ok') {
-        this.first = index;
-        return verdict.body;
+    let lastRound: string[] = [];
+    for (let round = 0; ; round++) {
+      const failures: string[] = [];
+      for (let k = 0; k < count; k++) {
+        const now = Date.now();
+        if (now >= deadline) break;
+        const index = (this.first + k) % count;
+        const endpoint = this.endpoints[index]!;
+        const verdict = await this.attempt(endpoint, path, payload, this.attemptDeadline(now, deadline, count - k));
+        if (verdict.kind === 'ok') {
+          this.first = index;
+          return verdict.body;
+        }
+        if (verdict.kind === 'final') throw verdict.error;
+        failures.push(verdict.why);
       }
-      if (verdict.kind === 'final') throw verdict.error;
-      failures.push(verdict.why);
+      if (failures.length > 0) lastRound = failures;
+      const pause = ROUND_PAUSE_MS * Math.min(2 ** round, 8) * (0.5 + Math.random() / 2);
+      if (failures.length === 0 || Date.now() + pause >= deadline) {
+        const tried = lastRound.length ? lastRound.join('; ') : `the deadline passed before ${this.endpoints.join(', ')} could be asked`;
+        throw new StoreUnavailable(`etcd is unavailable: ${tried}${round > 0 ? ` (after ${round + 1} rounds of its endpoints)` : ''}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
     }
-    const tried = failures.length ? failures.join('; ') : `the deadline passed before ${this.endpoints.join(', ')} could be asked`;
-    throw new StoreUnavailable(`etcd is unavailable: ${tried}`);
+  }
+
+  /**
+   * One attempt gets its share of the time left among the `left` endpoints still to ask this round. A
+   * lone endpoint gets all of it: there is no other to turn to, and a loaded etcd still answers.
+   */
+  private attemptDeadline(now: number, deadline: number, left: number): number {
+    if (this.endpoints.length === 1) return deadline;
+    const share = Math.min(Math.max((deadline - now) / left, MIN_ATTEMPT_MS), MAX_ATTEMPT_MS);
+    return Math.min(deadline, now + share);
   }
 
   /** One endpoint: authenticates first when needed, and once more if the token went stale. */
