@@ -8,6 +8,7 @@
 // event loop keeps running while a holder finishes, and two holders in one process cannot deadlock.
 import { closeSync, constants, openSync } from 'node:fs';
 import type { DatabaseSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, CniError } from './cni/errors.ts';
 import { ioError } from './fs.ts';
 
@@ -21,8 +22,6 @@ export class LockTimeout extends CniError {
     super(Code.TryAgainLater, `lock ${path} is still held by another process: try again later`);
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One attempt: the held lock, or undefined when another connection holds it. */
 export function tryLockFile(path: string): FileLock | undefined {

@@ -25,6 +25,7 @@
 //      deleted at the version seen in step 1 (an ADD that took it over meanwhile changed it). Ours
 //      younger than the orphan grace period may belong to an ADD in flight and are spared.
 // A dry run does steps 1-3 and reports what 4 and 5 would free, from the view of step 1.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { formatAddr, parseCidr } from '../alloc/addr.ts';
 import { normalizeForName, poolName, reservationAddress, SAFE_NAME } from '../alloc/names.ts';
 import { addressAt, resolveRange } from '../alloc/ranges.ts';
@@ -184,7 +185,7 @@ async function reread(pods: PodSource, podref: string, deadline: number): Promis
       return await pods.get(podref, deadline);
     } catch (err) {
       if (!(err instanceof KubeError) || !err.mayPass || attempt >= 3 || Date.now() + 200 * attempt >= deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      await sleep(200 * attempt);
     }
   }
 }

@@ -2,6 +2,7 @@
 // and tries again. They live here, once, rather than in each store: full-jitter exponential back-off
 // (so losers spread out instead of colliding again in step), bounded by a deadline that ends in the
 // CNI's "try again later" (code 11) instead of a hang.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, CniError } from '../../lib/cni/errors.ts';
 import { StoreUnavailable } from '../store/types.ts';
 
@@ -17,8 +18,6 @@ export function operationDeadline(env: NodeJS.ProcessEnv = process.env): number 
   const override = Number(env.UNDERLAY_IPAM_DEADLINE_MS);
   return Date.now() + (Number.isFinite(override) && override > 0 ? override : 60_000);
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** What the retries of this process met: the benchmark reports them per allocation. */
 export const retryStats = { conflicts: 0, outages: 0 };

@@ -5,6 +5,7 @@
 // StoreUnavailable naming each endpoint of the last round and why. The endpoint that last
 // answered is asked first next time, and each store starts at a random one (unless told) so nodes spread
 // their load.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Code } from '../../../lib/cni/errors.ts';
 import { HttpClient, HttpTlsError, HttpUnreachable } from '../../../lib/http.ts';
 import { StoreUnavailable } from '../types.ts';
@@ -77,7 +78,7 @@ export class EtcdGateway {
         const tried = lastRound.length ? lastRound.join('; ') : `the deadline passed before ${this.endpoints.join(', ')} could be asked`;
         throw new StoreUnavailable(`etcd is unavailable: ${tried}${round > 0 ? ` (after ${round + 1} rounds of its endpoints)` : ''}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, pause));
+      await sleep(pause);
     }
   }
 
